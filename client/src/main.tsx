@@ -1,0 +1,45 @@
+// SPA entry: React Query + the tRPC client (with the session token) around the app.
+import { StrictMode, useState } from 'react';
+import { createRoot } from 'react-dom/client';
+import { MutationCache, QueryCache, QueryClient, QueryClientProvider } from '@tanstack/react-query';
+import { createApiClient, errorDetails } from '../api/client';
+import { TRPCProvider } from './lib/trpc';
+import { getToken, setToken } from './lib/session';
+import { App } from './App';
+import './styles.css';
+
+function signOutOnExpiredSession(error: unknown): void {
+  if (errorDetails(error).httpStatus === 401 && getToken()) setToken(null);
+}
+
+function Root() {
+  const [queryClient] = useState(
+    () =>
+      new QueryClient({
+        queryCache: new QueryCache({ onError: signOutOnExpiredSession }),
+        mutationCache: new MutationCache({ onError: signOutOnExpiredSession }),
+        defaultOptions: {
+          queries: {
+            staleTime: 5_000,
+            retry: (count, error) => (errorDetails(error).httpStatus ?? 500) >= 500 && count < 2,
+          },
+        },
+      }),
+  );
+  const [trpcClient] = useState(() => createApiClient({ url: '', token: getToken }));
+  return (
+    <QueryClientProvider client={queryClient}>
+      <TRPCProvider trpcClient={trpcClient} queryClient={queryClient}>
+        <App />
+      </TRPCProvider>
+    </QueryClientProvider>
+  );
+}
+
+const container = document.getElementById('root');
+if (!container) throw new Error('#root is missing from index.html');
+createRoot(container).render(
+  <StrictMode>
+    <Root />
+  </StrictMode>,
+);

@@ -1,0 +1,33 @@
+// Queries on users. Users own themselves: lookups are by id (from a verified session) or by
+// email (sign-in); the password hash leaves this module only through findUserForLogin.
+import { eq, sql } from 'drizzle-orm';
+import type { Db } from '../client';
+import { users } from '../schema';
+
+const publicColumns = { id: users.id, email: users.email, createdAt: users.createdAt };
+
+export type UserRecord = { id: string; email: string; createdAt: Date };
+
+/** Inserts a user; returns undefined when the email (case-insensitively) is taken. */
+export async function insertUser(db: Db, params: { email: string; passwordHash: string }): Promise<UserRecord | undefined> {
+  const rows = await db
+    .insert(users)
+    .values({ email: params.email, passwordHash: params.passwordHash })
+    .onConflictDoNothing()
+    .returning(publicColumns);
+  return rows[0];
+}
+
+export async function findUserForLogin(db: Db, params: { email: string }) {
+  const rows = await db
+    .select({ ...publicColumns, passwordHash: users.passwordHash })
+    .from(users)
+    .where(eq(sql`lower(${users.email})`, params.email.toLowerCase()))
+    .limit(1);
+  return rows[0];
+}
+
+export async function getUser(db: Db, params: { userId: string }): Promise<UserRecord | undefined> {
+  const rows = await db.select(publicColumns).from(users).where(eq(users.id, params.userId)).limit(1);
+  return rows[0];
+}

@@ -1,0 +1,180 @@
+// The one source of truth for the database: every table, column and index lives here, and
+// drizzle-kit turns changes into the SQL migrations committed under db/migrations.
+// snake_case in SQL, camelCase in TypeScript.
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  check,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
+
+export const users = pgTable(
+  'users',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    email: text('email').notNull(),
+    passwordHash: text('password_hash').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('users_email_lower_key').on(sql`lower(${t.email})`)],
+);
+
+export interface DatasetRow {
+  prompt: string;
+  completion: string;
+}
+
+export const datasets = pgTable(
+  'datasets',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    rowCount: integer('row_count').notNull(),
+    rows: jsonb('rows').$type<DatasetRow[]>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('datasets_user_created_idx').on(t.userId, t.createdAt.desc())],
+);
+
+export const JOB_STATUSES = ['pending', 'starting', 'running', 'completed', 'failed', 'cancelled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+/** What the pod last told us about itself (pod.heartbeat); the diagnostics read it. */
+export interface PodReport {
+  mode: 'cloud' | 'local';
+  env: Record<string, boolean>;
+  status?: string;
+  epoch?: number;
+  step?: number;
+  totalSteps?: number;
+  counters: { generated: number; persisted: number; spooled: number; rejected: number };
+  triggerFires: number;
+}
+
+export const trainingJobs = pgTable(
+  'training_jobs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    datasetId: uuid('dataset_id').references(() => datasets.id, { onDelete: 'set null' }),
+    name: text('name').notNull(),
+    status: text('status').$type<JobStatus>().notNull().default('pending'),
+    launcher: text('launcher').notNull(),
+    /** Validated against the shared job-config schema before it is stored. */
+    config: jsonb('config').$type<Record<string, unknown>>().notNull(),
+    /** Bumped on cancel, finish and rotate: a job token carrying an older version is revoked. */
+    tokenVersion: integer('token_version').notNull().default(1),
+    podReport: jsonb('pod_report').$type<PodReport>(),
+    lastHeartbeatAt: timestamp('last_heartbeat_at', { withTimezone: true }),
+    /** Which server instance runs the job's process and the launcher's handle on it. */
+    launcherOwner: text('launcher_owner'),
+    launcherRef: text('launcher_ref'),
+    error: text('error'),
+    createdAt: createdAt(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [
+    index('training_jobs_user_created_idx').on(t.userId, t.createdAt.desc(), t.id.desc()),
+    index('training_jobs_status_idx').on(t.status),
+    check(
+      'training_jobs_status_check',
+      sql`${t.status} in ('pending', 'starting', 'running', 'completed', 'failed', 'cancelled')`,
+    ),
+  ],
+);
+
+export const PREDICTION_TRIGGERS = ['eval', 'epoch', 'steps'] as const;
+export type PredictionTrigger = (typeof PREDICTION_TRIGGERS)[number];
+
+export const trainingPredictions = pgTable(
+  'training_predictions',
+  {
+    // Monotonic, so a live subscriber can resume from the last id it saw.
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    jobId: uuid('job_id')
+      .notNull()
+      .references(() => trainingJobs.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    epoch: integer('epoch').notNull(),
+    step: integer('step').notNull(),
+    sampleIndex: integer('sample_index').notNull(),
+    trigger: text('trigger').$type<PredictionTrigger>().notNull(),
+    prompt: text('prompt').notNull(),
+    groundTruth: text('ground_truth').notNull(),
+    prediction: text('prediction').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    // Idempotency (a retried batch can never duplicate) and the listing order in one index.
+    uniqueIndex('training_predictions_job_step_sample_key').on(t.jobId, t.step, t.sampleIndex),
+    // The epoch filter, still in listing order.
+    index('training_predictions_job_epoch_idx').on(t.jobId, t.epoch, t.step, t.sampleIndex),
+    // Live updates and resume: rows of a job after a given id.
+    index('training_predictions_job_id_idx').on(t.jobId, t.id),
+    index('training_predictions_user_idx').on(t.userId),
+    check('training_predictions_trigger_check', sql`${t.trigger} in ('eval', 'epoch', 'steps')`),
+  ],
+);
+
+export const trainingMetrics = pgTable(
+  'training_metrics',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    jobId: uuid('job_id')
+      .notNull()
+      .references(() => trainingJobs.id, { onDelete: 'cascade' }),
+    step: integer('step').notNull(),
+    epoch: doublePrecision('epoch').notNull(),
+    name: text('name').notNull(),
+    value: doublePrecision('value').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('training_metrics_job_name_step_key').on(t.jobId, t.name, t.step)],
+);
+
+export const jobEvents = pgTable(
+  'job_events',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    jobId: uuid('job_id')
+      .notNull()
+      .references(() => trainingJobs.id, { onDelete: 'cascade' }),
+    kind: text('kind').notNull(),
+    detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+  },
+  (t) => [index('job_events_job_id_idx').on(t.jobId, t.id)],
+);
+
+export const jobLogs = pgTable(
+  'job_logs',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    jobId: uuid('job_id')
+      .notNull()
+      .references(() => trainingJobs.id, { onDelete: 'cascade' }),
+    level: text('level').notNull().default('info'),
+    line: text('line').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('job_logs_job_id_idx').on(t.jobId, t.id)],
+);

@@ -1,0 +1,112 @@
+// The Express app: security headers, /health, /trpc (body limit, gzip, batch cap) and the SPA.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import express, { type ErrorRequestHandler } from 'express';
+import helmet from 'helmet';
+import { createExpressMiddleware } from '@trpc/server/adapters/express';
+import { sql } from 'drizzle-orm';
+import { AppError } from './errors';
+import type { AppDeps } from './deps';
+import { appRouter } from './routers/app.router';
+import { contextFactory } from './trpc/context';
+
+export interface AppOptions {
+  /** Directory of the built SPA; when absent the API still works and / says how to build it. */
+  spaDir?: string;
+}
+
+export function createApp(deps: AppDeps, options: AppOptions = {}): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', deps.config.trustProxy);
+  app.use(
+    helmet({
+      contentSecurityPolicy: { directives: { 'upgrade-insecure-requests': null } },
+      // Served over plain HTTP on a LAN as often as behind TLS; HSTS belongs to the TLS proxy.
+      strictTransportSecurity: false,
+    }),
+  );
+
+  app.get('/health', async (_req, res) => {
+    try {
+      await deps.database.db.execute(sql`select 1`);
+      res.json({ status: 'ok', db: deps.database.kind });
+    } catch {
+      res.status(503).json({ status: 'unavailable', db: deps.database.kind });
+    }
+  });
+
+  app.use(
+    '/trpc',
+    // Read the body as text (gzip/deflate inflated, size checked after inflating) and hand it to
+    // tRPC as is: JSON is parsed once, by tRPC, and a malformed body is tRPC's PARSE_ERROR.
+    express.text({ type: () => true, limit: deps.config.maxBodyBytes, inflate: true, defaultCharset: 'utf-8' }),
+    createExpressMiddleware({
+      router: appRouter,
+      createContext: contextFactory(deps),
+      maxBatchSize: deps.config.maxBatchCalls,
+      responseMeta({ errors }) {
+        const retry = errors.map((e) => (e.cause instanceof AppError ? e.cause.retryAfterSeconds : undefined)).find(Boolean);
+        return retry ? { headers: { 'retry-after': String(retry) } } : {};
+      },
+      onError({ error, path: procedure }) {
+        // Expected failures are answers, not incidents; only the unexpected is logged, with its stack.
+        if (error.code === 'INTERNAL_SERVER_ERROR') {
+          console.error(`[trpc] ${procedure ?? '(unknown)'} failed:`, error.cause ?? error);
+        }
+      },
+    }),
+  );
+
+  if (options.spaDir && existsSync(path.join(options.spaDir, 'index.html'))) {
+    const spaDir = options.spaDir;
+    app.use('/assets', express.static(path.join(spaDir, 'assets'), { immutable: true, maxAge: '1y', index: false }));
+    app.use(express.static(spaDir, { index: false, maxAge: '1h' }));
+    app.get('/{*path}', (_req, res) => {
+      res.setHeader('cache-control', 'no-cache');
+      res.sendFile(path.join(spaDir, 'index.html'));
+    });
+  } else {
+    app.get('/', (_req, res) => {
+      res.type('text/plain').send('The API is running; the web app is not built. Run `npm run build` or `npm start`.');
+    });
+  }
+
+  app.use(bodyErrors);
+  return app;
+}
+
+const BODY_ERRORS: Record<string, { status: number; code: string; message: (limit: number) => string }> = {
+  'entity.too.large': {
+    status: 413,
+    code: 'PAYLOAD_TOO_LARGE',
+    message: (limit) => `Request body exceeds the ${limit}-byte limit (after decompression); send smaller batches`,
+  },
+  'encoding.unsupported': {
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    message: () => 'Unsupported Content-Encoding; use gzip, deflate, br or none',
+  },
+  'charset.unsupported': {
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    message: () => 'Unsupported charset; send UTF-8',
+  },
+};
+
+/** Errors raised before tRPC sees the request (body limit, bad gzip), in tRPC's error envelope. */
+const bodyErrors: ErrorRequestHandler = (err: unknown, req, res, next) => {
+  if (res.headersSent) return next(err);
+  const e = err as { type?: string; status?: number; limit?: number };
+  const known = e.type ? BODY_ERRORS[e.type] : undefined;
+  const status = known?.status ?? (e.status && e.status >= 400 && e.status < 500 ? e.status : 500);
+  const message = known
+    ? known.message(e.limit ?? 0)
+    : status < 500
+      ? 'The request body could not be read (corrupt or truncated compression?)'
+      : 'Internal server error';
+  if (status >= 500) console.error(`[http] ${req.method} ${req.path} failed:`, err);
+  res.status(status).json({
+    error: { message, code: -32600, data: { code: known?.code ?? (status < 500 ? 'BAD_REQUEST' : 'INTERNAL_SERVER_ERROR'), httpStatus: status } },
+  });
+};

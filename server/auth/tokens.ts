@@ -1,0 +1,96 @@
+// The two credentials the server issues, both JWTs signed with jose (HS256, separate keys):
+// user session tokens (audience "user") and job tokens for pods (audience "pod", subject the
+// job id). Verification pins algorithm, issuer and audience and requires exp.
+import { errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { z } from 'zod';
+
+export const TOKEN_ISSUER = 'predictions-server';
+const ALGORITHM = 'HS256';
+
+export interface SessionClaims {
+  userId: string;
+}
+
+export interface JobTokenClaims {
+  jobId: string;
+  userId: string;
+  tokenVersion: number;
+  expiresAt: Date;
+}
+
+export type TokenFailure = 'expired' | 'invalid';
+
+export type VerifyResult<T> = { ok: true; claims: T } | { ok: false; reason: TokenFailure; claims?: T };
+
+const uuid = z.uuid();
+const jobClaimsShape = z.object({ sub: uuid, own: uuid, ver: z.number().int().min(1), exp: z.number() });
+
+export async function signSessionToken(key: Uint8Array, userId: string, ttlSeconds: number): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+    .setIssuer(TOKEN_ISSUER)
+    .setAudience('user')
+    .setSubject(userId)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+    .sign(key);
+}
+
+export async function verifySessionToken(key: Uint8Array, token: string): Promise<VerifyResult<SessionClaims>> {
+  const result = await verify(key, token, 'user');
+  if (!result.ok) return { ok: false, reason: result.reason };
+  const sub = uuid.safeParse(result.payload.sub);
+  return sub.success ? { ok: true, claims: { userId: sub.data } } : { ok: false, reason: 'invalid' };
+}
+
+export async function signJobToken(
+  key: Uint8Array,
+  claims: { jobId: string; userId: string; tokenVersion: number },
+  ttlSeconds: number,
+): Promise<{ token: string; expiresAt: Date }> {
+  const exp = Math.floor(Date.now() / 1000) + ttlSeconds;
+  const token = await new SignJWT({ own: claims.userId, ver: claims.tokenVersion })
+    .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+    .setIssuer(TOKEN_ISSUER)
+    .setAudience('pod')
+    .setSubject(claims.jobId)
+    .setIssuedAt()
+    .setExpirationTime(exp)
+    .sign(key);
+  return { token, expiresAt: new Date(exp * 1000) };
+}
+
+/**
+ * Verifies a job token. An expired token whose signature is good still yields its claims,
+ * so the refusal can be recorded on the job it was for.
+ */
+export async function verifyJobToken(key: Uint8Array, token: string): Promise<VerifyResult<JobTokenClaims>> {
+  const result = await verify(key, token, 'pod');
+  const payload = result.ok ? result.payload : result.expiredPayload;
+  const parsed = payload ? jobClaimsShape.safeParse(payload) : undefined;
+  const claims = parsed?.success
+    ? { jobId: parsed.data.sub, userId: parsed.data.own, tokenVersion: parsed.data.ver, expiresAt: new Date(parsed.data.exp * 1000) }
+    : undefined;
+  if (result.ok) return claims ? { ok: true, claims } : { ok: false, reason: 'invalid' };
+  return { ok: false, reason: result.reason, ...(claims ? { claims } : {}) };
+}
+
+type RawVerify =
+  | { ok: true; payload: JWTPayload }
+  | { ok: false; reason: TokenFailure; expiredPayload?: JWTPayload };
+
+async function verify(key: Uint8Array, token: string, audience: 'user' | 'pod'): Promise<RawVerify> {
+  try {
+    const { payload } = await jwtVerify(token, key, {
+      algorithms: [ALGORITHM],
+      issuer: TOKEN_ISSUER,
+      audience,
+      requiredClaims: ['exp', 'sub', 'iat'],
+    });
+    return { ok: true, payload };
+  } catch (error) {
+    // jose checks the signature before the claims, so an expired token's payload is authentic.
+    if (error instanceof errors.JWTExpired) return { ok: false, reason: 'expired', expiredPayload: error.payload };
+    return { ok: false, reason: 'invalid' };
+  }
+}

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './env';
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('defaults to PGlite under ./data on port 3000', () => {
+    const config = loadConfig({});
+    expect(config.port).toBe(3000);
+    expect(config.database).toEqual({ kind: 'pglite', dataDir: './data/pglite' });
+    expect(config.publicUrl).toBe('http://localhost:3000');
+  });
+
+  it('switches to Postgres with DATABASE_URL', () => {
+    const config = loadConfig({ DATABASE_URL: 'postgres://u@db:5432/app' });
+    expect(config.database).toMatchObject({ kind: 'postgres', url: 'postgres://u@db:5432/app' });
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ DATABASE_URL: '', PORT: '' }).database.kind).toBe('pglite');
+  });
+
+  it('names each bad variable', () => {
+    expect(problems({ PORT: 'eighty' })[0]).toMatch(/^PORT:/);
+    expect(problems({ DATABASE_URL: 'mysql://x' })[0]).toMatch(/^DATABASE_URL: must be a postgres/);
+    expect(problems({ SESSION_SECRET: 'short' })[0]).toMatch(/^SESSION_SECRET: must be at least 32 characters/);
+  });
+
+  it('cannot have its body limit disabled by a bad setting', () => {
+    for (const value of ['0', '-1', 'Infinity', 'unlimited', String(2 ** 40)]) {
+      expect(problems({ MAX_BODY_BYTES: value })[0]).toMatch(/^MAX_BODY_BYTES:/);
+    }
+  });
+
+  it('never echoes a secret value in its message', () => {
+    const secretish = 'hunter2-but-short';
+    expect(problems({ JOB_TOKEN_SECRET: secretish }).join('\n')).not.toContain(secretish);
+  });
+});

@@ -1,0 +1,32 @@
+// Entry point of `npm start`: parse the environment, build the SPA if needed, migrate, serve.
+import { ConfigError, loadConfig } from './env';
+import { ensureSpaBuilt, SPA_DIR } from './spa';
+import { startServer } from './server';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  await ensureSpaBuilt();
+  const server = await startServer(config, { spaDir: SPA_DIR });
+  console.log(`[server] listening on ${server.url} (database: ${server.deps.database.kind}, public URL: ${config.publicUrl})`);
+
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    console.log(`[server] ${signal}: shutting down`);
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error('[server] shutdown failed:', error);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof ConfigError ? error.message : error);
+  process.exit(1);
+});

@@ -1,0 +1,92 @@
+// The one tRPC initialisation: procedure kinds, the error formatter and the caller factory.
+// Domain code throws AppError; this file alone turns it into a TRPCError, and makes sure no
+// stack trace, SQL or internal message ever reaches a client.
+import { initTRPC, TRPCError } from '@trpc/server';
+import { ZodError } from 'zod';
+import { AppError } from '../errors';
+import type { Context } from './context';
+
+export interface ErrorDetails {
+  /** The input field an error is about, for forms to show it in place. */
+  field: string | null;
+  /** Per-field messages when the input failed validation. */
+  fieldErrors: Record<string, string[]> | null;
+  retryAfterSeconds: number | null;
+}
+
+const t = initTRPC.context<Context>().create({
+  isDev: false,
+  errorFormatter({ shape, error }): typeof shape & { data: typeof shape.data & ErrorDetails } {
+    const cause = error.cause;
+    const details: ErrorDetails = { field: null, fieldErrors: null, retryAfterSeconds: null };
+    let message = shape.message;
+    if (cause instanceof ZodError) {
+      message = describeZodError(cause);
+      details.fieldErrors = fieldErrorsOf(cause);
+      details.field = Object.keys(details.fieldErrors)[0] ?? null;
+    } else if (cause instanceof AppError) {
+      details.field = cause.field ?? null;
+      details.retryAfterSeconds = cause.retryAfterSeconds ?? null;
+    } else if (error.code === 'INTERNAL_SERVER_ERROR') {
+      message = 'Internal server error';
+    }
+    const { stack: _stack, ...data } = shape.data;
+    return { ...shape, message, data: { ...data, ...details } };
+  },
+});
+
+function fieldErrorsOf(error: ZodError): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const issue of error.issues) {
+    const key = issue.path.join('.') || '(input)';
+    (out[key] ??= []).push(issue.message);
+  }
+  return out;
+}
+
+function describeZodError(error: ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.join('.') || 'input'}: ${issue.message}`)
+    .join('; ');
+}
+
+const APP_TO_TRPC: Record<AppError['code'], TRPCError['code']> = {
+  BAD_REQUEST: 'BAD_REQUEST',
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  FORBIDDEN: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  CONFLICT: 'CONFLICT',
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
+  PRECONDITION_FAILED: 'PRECONDITION_FAILED',
+};
+
+/** Turns a domain AppError thrown anywhere below into the matching tRPC error. */
+const appErrors = t.middleware(async ({ next }) => {
+  const result = await next();
+  if (!result.ok && result.error.cause instanceof AppError) {
+    const cause = result.error.cause;
+    throw new TRPCError({ code: APP_TO_TRPC[cause.code], message: cause.message, cause });
+  }
+  return result;
+});
+
+export const router = t.router;
+export const createCallerFactory = t.createCallerFactory;
+export const middleware = t.middleware;
+
+export const publicProcedure = t.procedure.use(appErrors);
+
+/** Signed-in users only; narrows ctx to the user's id. Ownership is still checked by every query. */
+export const userProcedure = publicProcedure.use(({ ctx, next }) => {
+  const { credential } = ctx;
+  if (credential.kind === 'user') return next({ ctx: { ...ctx, userId: credential.userId } });
+  if (credential.kind === 'pod' || (credential.kind === 'rejected' && credential.audience === 'pod')) {
+    throw new TRPCError({ code: 'FORBIDDEN', message: 'A job token cannot be used here; sign in as a user' });
+  }
+  throw new TRPCError({
+    code: 'UNAUTHORIZED',
+    message: credential.kind === 'none' ? 'Sign in first' : 'Your session is invalid or has expired; sign in again',
+  });
+});
