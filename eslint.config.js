@@ -17,7 +17,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['server/env.ts', 'trainer/env.ts', 'server/test-support/test-env.ts', 'bench/**', 'drizzle.config.ts', 'server/launchers/local.ts'],
+    files: ['**/*.test.ts', 'server/env.ts', 'trainer/env.ts', 'server/test-support/test-env.ts', 'bench/**', 'drizzle.config.ts', 'server/launchers/local.ts'],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

@@ -15,6 +15,9 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import type { PredictionTrigger } from '../server/contract/triggers';
+import type { JobConfig } from '../server/contract/job-config';
+import type { JobStatusName } from '../server/contract/statuses';
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 
@@ -49,8 +52,7 @@ export const datasets = pgTable(
   (t) => [index('datasets_user_created_idx').on(t.userId, t.createdAt.desc())],
 );
 
-export const JOB_STATUSES = ['pending', 'starting', 'running', 'completed', 'failed', 'cancelled'] as const;
-export type JobStatus = (typeof JOB_STATUSES)[number];
+export type JobStatus = JobStatusName;
 
 /** What the pod last told us about itself (pod.heartbeat); the diagnostics read it. */
 export interface PodReport {
@@ -76,7 +78,7 @@ export const trainingJobs = pgTable(
     status: text('status').$type<JobStatus>().notNull().default('pending'),
     launcher: text('launcher').notNull(),
     /** Validated against the shared job-config schema before it is stored. */
-    config: jsonb('config').$type<Record<string, unknown>>().notNull(),
+    config: jsonb('config').$type<JobConfig>().notNull(),
     /** Bumped on cancel, finish and rotate: a job token carrying an older version is revoked. */
     tokenVersion: integer('token_version').notNull().default(1),
     podReport: jsonb('pod_report').$type<PodReport>(),
@@ -100,8 +102,6 @@ export const trainingJobs = pgTable(
   ],
 );
 
-export const PREDICTION_TRIGGERS = ['eval', 'epoch', 'steps'] as const;
-export type PredictionTrigger = (typeof PREDICTION_TRIGGERS)[number];
 
 export const trainingPredictions = pgTable(
   'training_predictions',

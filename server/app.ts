@@ -9,6 +9,8 @@ import { AppError } from './errors';
 import type { AppDeps } from './deps';
 import { appRouter } from './routers/app.router';
 import { contextFactory } from './trpc/context';
+import { verifyExportToken } from './auth/tokens';
+import { writeExport } from './predictions/predictions.service';
 
 export interface AppOptions {
   /** Directory of the built SPA; when absent the API still works and / says how to build it. */
@@ -57,6 +59,33 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): express.Expr
       },
     }),
   );
+
+  app.get('/api/export/:file', async (req, res) => {
+    const match = /^([0-9a-f-]{36})\.(jsonl|csv)$/.exec(req.params.file);
+    const token = typeof req.query.token === 'string' ? req.query.token : '';
+    const claims = token ? await verifyExportToken(deps.secrets.session, token) : null;
+    if (!match || !claims || claims.jobId !== match[1]) {
+      res.status(401).json({ error: { message: 'This export link is invalid or has expired; ask for a new one' } });
+      return;
+    }
+    const format = match[2] === 'csv' ? 'csv' : 'jsonl';
+    try {
+      res.setHeader('content-type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');
+      res.setHeader('content-disposition', `attachment; filename="predictions-${claims.jobId}.${format}"`);
+      res.setHeader('cache-control', 'no-store');
+      await writeExport(deps, claims, format, res, () => res.destroyed);
+      res.end();
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'NOT_FOUND' && !res.headersSent) {
+        res.removeHeader('content-disposition');
+        res.status(404).json({ error: { message: error.message } });
+        return;
+      }
+      console.error('[export] failed:', error);
+      if (!res.headersSent) res.status(500).json({ error: { message: 'Internal server error' } });
+      else res.destroy();
+    }
+  });
 
   if (options.spaDir && existsSync(path.join(options.spaDir, 'index.html'))) {
     const spaDir = options.spaDir;

@@ -1,24 +1,61 @@
-// Everything a request handler may reach, built once at start (server/main.ts) or per test.
+// Everything a request handler may reach, built once at start (server/server.ts) or per test.
+import path from 'node:path';
 import type { Database } from '../db/client';
 import type { AppConfig } from './env';
 import type { Secrets } from './secrets';
 import { FailureLimiter } from './auth/rate-limit';
+import type { LauncherRegistry } from './launchers/types';
+import { createManualLauncher } from './launchers/manual';
+import { createLocalLauncher } from './launchers/local';
+import { launcherEvents } from './jobs/jobs.service';
+import { PROJECT_ROOT } from './paths';
+import { createLiveHub, type LiveHub } from './live/live-hub';
+
+/** The config as the running server sees it: the public URL is known once listening. */
+export type ServerConfig = AppConfig & { publicUrl: string };
 
 export interface AppDeps {
-  config: AppConfig;
+  config: ServerConfig;
   database: Database;
   secrets: Secrets;
+  /** Stable per data directory: marks the jobs whose local processes this instance runs. */
+  instanceId: string;
   loginLimits: { byEmail: FailureLimiter; byClient: FailureLimiter };
+  /** The launchers configured on this server; a job may only ask for one of these. */
+  launchers: LauncherRegistry;
+  live: LiveHub;
 }
 
-export function createDeps(config: AppConfig, database: Database, secrets: Secrets): AppDeps {
-  return {
+export function createDeps(
+  config: ServerConfig,
+  database: Database,
+  secrets: Secrets,
+  options: { instanceId: string; launchers?: (deps: AppDeps) => LauncherRegistry },
+): AppDeps {
+  const deps: AppDeps = {
     config,
     database,
     secrets,
+    instanceId: options.instanceId,
     loginLimits: {
       byEmail: new FailureLimiter({ max: 10, windowMs: 15 * 60_000 }),
       byClient: new FailureLimiter({ max: 50, windowMs: 15 * 60_000 }),
     },
+    launchers: {},
+    live: createLiveHub(database),
+  };
+  deps.launchers = (options.launchers ?? defaultLaunchers)(deps);
+  return deps;
+}
+
+export function defaultLaunchers(deps: AppDeps): LauncherRegistry {
+  return {
+    local: createLocalLauncher({
+      projectRoot: PROJECT_ROOT,
+      spoolDir: path.resolve(deps.config.dataDir, 'spool'),
+      maxConcurrent: deps.config.localMaxConcurrent,
+      events: launcherEvents(() => deps),
+    }),
+    manual: createManualLauncher(),
   };
 }

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createServer } from 'vite';
-import { PROJECT_ROOT } from './spa';
+import { PROJECT_ROOT } from './paths';
 
 const api = spawn(process.execPath, ['--import', 'tsx', '--watch', path.join(PROJECT_ROOT, 'server/main.ts')], {
   stdio: 'inherit',

@@ -16,7 +16,7 @@ describe('loadConfig', () => {
     const config = loadConfig({});
     expect(config.port).toBe(3000);
     expect(config.database).toEqual({ kind: 'pglite', dataDir: './data/pglite' });
-    expect(config.publicUrl).toBe('http://localhost:3000');
+    expect(config.publicUrl).toBeNull();
   });
 
   it('switches to Postgres with DATABASE_URL', () => {

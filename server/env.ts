@@ -28,14 +28,15 @@ const envSchema = z.object({
   MAX_BODY_BYTES: z.coerce.number().int().min(16 * 1024).max(64 * 1024 * 1024).default(8 * 1024 * 1024),
   MAX_BATCH_CALLS: z.coerce.number().int().min(1).max(100).default(16),
   TRUST_PROXY: flag.default(false),
+  LOCAL_MAX_CONCURRENT: z.coerce.number().int().min(1).max(64).default(2),
   LOG_REQUESTS: flag.default(false),
 });
 
 export interface AppConfig {
   port: number;
   host: string;
-  /** The URL pods use to reach this server (handed to them as API_URL). */
-  publicUrl: string;
+  /** The URL pods use to reach this server (handed to them as API_URL); null: derived from the port once listening. */
+  publicUrl: string | null;
   database: { kind: 'pglite'; dataDir: string } | { kind: 'postgres'; url: string; poolSize: number };
   dataDir: string;
   secrets: { session?: string; jobToken?: string };
@@ -45,6 +46,8 @@ export interface AppConfig {
   maxBatchCalls: number;
   trustProxy: boolean;
   logRequests: boolean;
+  /** How many local-launcher trainer processes may run at once; more wait in a queue. */
+  localMaxConcurrent: number;
 }
 
 export class ConfigError extends Error {
@@ -67,7 +70,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return {
     port: e.PORT,
     host: e.HOST,
-    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+    publicUrl: e.PUBLIC_URL ? e.PUBLIC_URL.replace(/\/+$/, '') : null,
     database: e.DATABASE_URL
       ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE }
       : { kind: 'pglite', dataDir: `${e.DATA_DIR}/pglite` },
@@ -79,5 +82,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBatchCalls: e.MAX_BATCH_CALLS,
     trustProxy: e.TRUST_PROXY,
     logRequests: e.LOG_REQUESTS,
+    localMaxConcurrent: e.LOCAL_MAX_CONCURRENT,
   };
 }

@@ -7,7 +7,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   await ensureSpaBuilt();
   const server = await startServer(config, { spaDir: SPA_DIR });
-  console.log(`[server] listening on ${server.url} (database: ${server.deps.database.kind}, public URL: ${config.publicUrl})`);
+  console.log(`[server] listening on ${server.url} (database: ${server.deps.database.kind}, public URL: ${server.deps.config.publicUrl})`);
 
   let closing = false;
   const shutdown = (signal: string) => {

@@ -47,3 +47,20 @@ async function readStored(file: string): Promise<z.infer<typeof storedSecrets> |
   if (!parsed.success) throw new Error(`${file} is not a valid secrets file; remove it to generate new keys`);
   return parsed.data;
 }
+
+/** This instance's stable identity, generated once per data directory. */
+export async function resolveInstanceId(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'instance-id');
+  try {
+    const existing = (await readFile(file, 'utf8')).trim();
+    if (existing) return existing;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  await mkdir(dataDir, { recursive: true });
+  const id = `instance-${randomBytes(8).toString('hex')}`;
+  await writeFile(file, id, { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+  return (await readFile(file, 'utf8')).trim();
+}

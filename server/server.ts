@@ -1,12 +1,14 @@
 // Starts the whole server for a given config: database, secrets, HTTP. Used by main.ts and by
 // tests that need a real server on a real port.
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openDatabase, type Database } from '../db/client';
 import { createApp, type AppOptions } from './app';
-import { createDeps, type AppDeps } from './deps';
+import { createDeps, type AppDeps, type ServerConfig } from './deps';
 import type { AppConfig } from './env';
-import { resolveSecrets } from './secrets';
+import type { LauncherRegistry } from './launchers/types';
+import { resolveInstanceId, resolveSecrets } from './secrets';
+import { failOrphanedLocalJobs } from './jobs/jobs.service';
 
 export interface RunningServer {
   url: string;
@@ -14,29 +16,42 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(
-  config: AppConfig,
-  options: AppOptions & { database?: Database } = {},
-): Promise<RunningServer> {
+export interface StartOptions extends AppOptions {
+  /** An already-open database (tests); otherwise opened from the config and closed with the server. */
+  database?: Database;
+  launchers?: (deps: AppDeps) => LauncherRegistry;
+}
+
+export async function startServer(config: AppConfig, options: StartOptions = {}): Promise<RunningServer> {
   const database = options.database ?? (await openDatabase(config.database));
   const secrets = await resolveSecrets(config);
-  const deps = createDeps(config, database, secrets);
-  const app = createApp(deps, options);
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once('error', reject);
-  });
-  // Bounded header size and timeouts: a slow or huge request cannot hold a connection forever.
+  // Listen first, so the public URL can be derived from the real port when it was 0.
+  const server: Server = createServer();
+  // Bounded timeouts: a slow or stalled request cannot hold a connection forever.
   server.headersTimeout = 20_000;
   server.requestTimeout = 120_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const url = `http://${host}:${port}`;
+  const resolved: ServerConfig = { ...config, publicUrl: config.publicUrl ?? `http://localhost:${port}` };
+  const instanceId = await resolveInstanceId(config.dataDir);
+  const deps = createDeps(resolved, database, secrets, { instanceId, ...(options.launchers ? { launchers: options.launchers } : {}) });
+  await deps.live.start();
+  const orphaned = await failOrphanedLocalJobs(deps);
+  if (orphaned > 0) console.warn(`[server] ${orphaned} local job(s) were left running by a previous start; marked failed`);
+  server.on('request', createApp(deps, options));
   return {
-    url: `http://${host}:${port}`,
+    url,
     deps,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.all(Object.values(deps.launchers).map((launcher) => launcher?.close?.()));
+      await deps.live.close();
       if (!options.database) await database.close();
     },
   };

@@ -2,10 +2,9 @@
 // without a separate build step. Vite is loaded only when a build is needed.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PROJECT_ROOT, SPA_DIR } from './paths';
 
-export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
-export const SPA_DIR = path.join(PROJECT_ROOT, 'dist', 'client');
+export { SPA_DIR };
 const SPA_SOURCES = [path.join(PROJECT_ROOT, 'client'), path.join(PROJECT_ROOT, 'server', 'contract')];
 
 function newestMtime(dir: string): number {

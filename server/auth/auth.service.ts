@@ -6,6 +6,7 @@ import type { CredentialsInput, PublicUser, SessionOutput } from '../contract/au
 import { findUserForLogin, getUser, insertUser, type UserRecord } from '../../db/queries/users';
 import { burnPasswordCheck, hashPassword, verifyPassword } from './passwords';
 import { signSessionToken } from './tokens';
+import { addExampleDataset } from '../datasets/datasets.service';
 
 export function toPublicUser(user: UserRecord): PublicUser {
   return { id: user.id, email: user.email, createdAt: user.createdAt.toISOString() };
@@ -20,6 +21,8 @@ export async function register(deps: AppDeps, input: CredentialsInput): Promise<
   const passwordHash = await hashPassword(input.password);
   const user = await insertUser(deps.database.db, { email: input.email, passwordHash });
   if (!user) throw new AppError('CONFLICT', 'An account with this email already exists; sign in instead', { field: 'email' });
+  // Every account starts with a dataset it can deploy at once.
+  await addExampleDataset(deps, user.id);
   return session(deps, user);
 }
 

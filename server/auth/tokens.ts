@@ -79,7 +79,7 @@ type RawVerify =
   | { ok: true; payload: JWTPayload }
   | { ok: false; reason: TokenFailure; expiredPayload?: JWTPayload };
 
-async function verify(key: Uint8Array, token: string, audience: 'user' | 'pod'): Promise<RawVerify> {
+async function verify(key: Uint8Array, token: string, audience: 'user' | 'pod' | 'export'): Promise<RawVerify> {
   try {
     const { payload } = await jwtVerify(token, key, {
       algorithms: [ALGORITHM],
@@ -93,4 +93,28 @@ async function verify(key: Uint8Array, token: string, audience: 'user' | 'pod'):
     if (error instanceof errors.JWTExpired) return { ok: false, reason: 'expired', expiredPayload: error.payload };
     return { ok: false, reason: 'invalid' };
   }
+}
+
+/**
+ * A short-lived link token for one export download (browsers cannot send headers on a plain
+ * link). Audience "export", subject the job, signed with the session key.
+ */
+export async function signExportToken(key: Uint8Array, claims: { jobId: string; userId: string }, ttlSeconds = 300): Promise<string> {
+  return new SignJWT({ own: claims.userId })
+    .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+    .setIssuer(TOKEN_ISSUER)
+    .setAudience('export')
+    .setSubject(claims.jobId)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+    .sign(key);
+}
+
+const exportClaimsShape = z.object({ sub: uuid, own: uuid });
+
+export async function verifyExportToken(key: Uint8Array, token: string): Promise<{ jobId: string; userId: string } | null> {
+  const result = await verify(key, token, 'export');
+  if (!result.ok) return null;
+  const parsed = exportClaimsShape.safeParse(result.payload);
+  return parsed.success ? { jobId: parsed.data.sub, userId: parsed.data.own } : null;
 }

@@ -1,9 +1,17 @@
 // The app router: one sub-router per area. Its type is what every client is typed from.
 import { router } from '../trpc/init';
 import { authRouter } from './auth.router';
+import { datasetsRouter } from './datasets.router';
+import { jobsRouter } from './jobs.router';
+import { podRouter } from './pod.router';
+import { predictionsRouter } from './predictions.router';
 
 export const appRouter = router({
   auth: authRouter,
+  datasets: datasetsRouter,
+  jobs: jobsRouter,
+  pod: podRouter,
+  predictions: predictionsRouter,
 });
 
 export type AppRouter = typeof appRouter;

@@ -36,8 +36,12 @@ export async function createContextInner(opts: {
 }
 
 export function contextFactory(deps: AppDeps) {
-  return ({ req }: CreateExpressContextOptions) =>
-    createContextInner({ deps, authorization: req.headers.authorization, clientIp: req.ip ?? 'unknown' });
+  return ({ req, info }: CreateExpressContextOptions) => {
+    // EventSource (live subscriptions) cannot send headers; the client sends the token as a connection param.
+    const paramToken = info.connectionParams?.token;
+    const authorization = req.headers.authorization ?? (paramToken ? `Bearer ${paramToken}` : undefined);
+    return createContextInner({ deps, authorization, clientIp: req.ip ?? 'unknown' });
+  };
 }
 
 async function readCredential(deps: AppDeps, authorization: string | undefined): Promise<Credential> {

@@ -4,6 +4,7 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
 import { AppError } from '../errors';
+import { authorizePod } from '../pod/pod-auth';
 import type { Context } from './context';
 
 export interface ErrorDetails {
@@ -16,6 +17,9 @@ export interface ErrorDetails {
 
 const t = initTRPC.context<Context>().create({
   isDev: false,
+  // Live subscriptions over server-sent events: a ping keeps proxies from closing idle streams,
+  // and the client reconnects (resuming from the last event id) when pings stop arriving.
+  sse: { ping: { enabled: true, intervalMs: 10_000 }, client: { reconnectAfterInactivityMs: 25_000 } },
   errorFormatter({ shape, error }): typeof shape & { data: typeof shape.data & ErrorDetails } {
     const cause = error.cause;
     const details: ErrorDetails = { field: null, fieldErrors: null, retryAfterSeconds: null };
@@ -89,4 +93,13 @@ export const userProcedure = publicProcedure.use(({ ctx, next }) => {
     code: 'UNAUTHORIZED',
     message: credential.kind === 'none' ? 'Sign in first' : 'Your session is invalid or has expired; sign in again',
   });
+});
+
+/**
+ * Pods only: a verified job token for a live job at its current version. Narrows ctx to the
+ * job and its owner, both from the token; no pod input ever names a job or a user.
+ */
+export const podProcedure = publicProcedure.use(async ({ ctx, next }) => {
+  const pod = await authorizePod(ctx.deps, ctx.credential);
+  return next({ ctx: { ...ctx, pod } });
 });

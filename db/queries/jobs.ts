@@ -1,0 +1,255 @@
+// Queries on training jobs. User-facing functions take the owner and put it in the where
+// clause, so another user's job id finds nothing. Pod-facing functions take the job id from a
+// verified job token; the one lookup that skips the owner is named unsafe… and has one caller.
+import { and, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
+import type { Db } from '../client';
+import { datasets, jobEvents, jobLogs, trainingJobs, trainingMetrics, trainingPredictions, type JobStatus, type PodReport } from '../schema';
+import type { JobConfig } from '../../server/contract/job-config';
+
+export const LIVE_STATUSES: JobStatus[] = ['pending', 'starting', 'running'];
+
+const jobColumns = {
+  id: trainingJobs.id,
+  userId: trainingJobs.userId,
+  datasetId: trainingJobs.datasetId,
+  name: trainingJobs.name,
+  status: trainingJobs.status,
+  launcher: trainingJobs.launcher,
+  config: trainingJobs.config,
+  podReport: trainingJobs.podReport,
+  lastHeartbeatAt: trainingJobs.lastHeartbeatAt,
+  error: trainingJobs.error,
+  createdAt: trainingJobs.createdAt,
+  updatedAt: trainingJobs.updatedAt,
+  startedAt: trainingJobs.startedAt,
+  finishedAt: trainingJobs.finishedAt,
+};
+
+const predictionCount = sql<number>`(select count(*)::int from ${trainingPredictions} where ${trainingPredictions.jobId} = ${trainingJobs.id})`;
+
+export type JobRecord = Awaited<ReturnType<typeof getJob>> & object;
+
+export async function insertJob(
+  db: Db,
+  params: { userId: string; datasetId: string; name: string; launcher: string; config: JobConfig; status: JobStatus },
+) {
+  const [row] = await db
+    .insert(trainingJobs)
+    .values(params)
+    .returning({ id: trainingJobs.id, tokenVersion: trainingJobs.tokenVersion, createdAt: trainingJobs.createdAt });
+  if (!row) throw new Error('insert into training_jobs returned no row');
+  return row;
+}
+
+export async function getJob(db: Db, params: { userId: string; jobId: string }) {
+  const rows = await db
+    .select({ ...jobColumns, datasetName: datasets.name, datasetRows: datasets.rowCount, predictionCount })
+    .from(trainingJobs)
+    .leftJoin(datasets, eq(datasets.id, trainingJobs.datasetId))
+    .where(and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId)))
+    .limit(1);
+  return rows[0];
+}
+
+/** Newest first, keyset-paginated on (created_at, id). */
+export async function listJobs(db: Db, params: { userId: string; limit: number; before?: { createdAt: Date; id: string } }) {
+  const { before } = params;
+  return db
+    .select({ ...jobColumns, datasetName: datasets.name, datasetRows: datasets.rowCount, predictionCount })
+    .from(trainingJobs)
+    .leftJoin(datasets, eq(datasets.id, trainingJobs.datasetId))
+    .where(
+      and(
+        eq(trainingJobs.userId, params.userId),
+        before
+          ? or(lt(trainingJobs.createdAt, before.createdAt), and(eq(trainingJobs.createdAt, before.createdAt), lt(trainingJobs.id, before.id)))
+          : undefined,
+      ),
+    )
+    .orderBy(desc(trainingJobs.createdAt), desc(trainingJobs.id))
+    .limit(params.limit);
+}
+
+/**
+ * Ends a live job and revokes its token in one statement; returns undefined when the job is
+ * not the user's or not live any more.
+ */
+export async function endJob(
+  db: Db,
+  params: { jobId: string; userId: string; status: 'completed' | 'failed' | 'cancelled'; error?: string | null },
+) {
+  const rows = await db
+    .update(trainingJobs)
+    .set({
+      status: params.status,
+      error: params.error ?? null,
+      tokenVersion: sql`${trainingJobs.tokenVersion} + 1`,
+      finishedAt: sql`now()`,
+      updatedAt: sql`now()`,
+    })
+    .where(and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId), inArray(trainingJobs.status, LIVE_STATUSES)))
+    .returning({ id: trainingJobs.id, launcher: trainingJobs.launcher, launcherRef: trainingJobs.launcherRef, status: trainingJobs.status });
+  return rows[0];
+}
+
+/** Revokes every token issued so far for a live job and returns the new version. */
+export async function bumpTokenVersion(db: Db, params: { jobId: string; userId: string }) {
+  const rows = await db
+    .update(trainingJobs)
+    .set({ tokenVersion: sql`${trainingJobs.tokenVersion} + 1`, updatedAt: sql`now()` })
+    .where(and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId), inArray(trainingJobs.status, LIVE_STATUSES)))
+    .returning({ tokenVersion: trainingJobs.tokenVersion });
+  return rows[0]?.tokenVersion;
+}
+
+export async function setJobStatus(
+  db: Db,
+  params: { jobId: string; userId: string; from: JobStatus[]; to: JobStatus; error?: string | null; launcherRef?: string | null; launcherOwner?: string | null },
+) {
+  const rows = await db
+    .update(trainingJobs)
+    .set({
+      status: params.to,
+      updatedAt: sql`now()`,
+      ...(params.to === 'running' ? { startedAt: sql`coalesce(${trainingJobs.startedAt}, now())` } : {}),
+      ...(['completed', 'failed', 'cancelled'].includes(params.to)
+        ? { finishedAt: sql`now()`, tokenVersion: sql`${trainingJobs.tokenVersion} + 1` }
+        : {}),
+      ...(params.error !== undefined ? { error: params.error } : {}),
+      ...(params.launcherRef !== undefined ? { launcherRef: params.launcherRef } : {}),
+      ...(params.launcherOwner !== undefined ? { launcherOwner: params.launcherOwner } : {}),
+    })
+    .where(and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId), inArray(trainingJobs.status, params.from)))
+    .returning({ id: trainingJobs.id, status: trainingJobs.status });
+  return rows[0];
+}
+
+export async function setLauncherRef(db: Db, params: { jobId: string; userId: string; launcherRef: string; launcherOwner: string }) {
+  await db
+    .update(trainingJobs)
+    .set({ launcherRef: params.launcherRef, launcherOwner: params.launcherOwner, updatedAt: sql`now()` })
+    .where(and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId)));
+}
+
+/** Fails every live job of one launcher run by one server instance; returns their ids. */
+export async function failLiveJobsOwnedBy(db: Db, params: { launcher: string; owner: string; error: string }) {
+  const rows = await db
+    .update(trainingJobs)
+    .set({
+      status: 'failed',
+      error: params.error,
+      finishedAt: sql`now()`,
+      updatedAt: sql`now()`,
+      tokenVersion: sql`${trainingJobs.tokenVersion} + 1`,
+    })
+    .where(
+      and(
+        eq(trainingJobs.launcher, params.launcher),
+        eq(trainingJobs.launcherOwner, params.owner),
+        inArray(trainingJobs.status, LIVE_STATUSES),
+      ),
+    )
+    .returning({ id: trainingJobs.id });
+  return rows.map((r) => r.id);
+}
+
+// ---- pod side: scoped by the job id of a verified job token ----
+
+/** The job as a pod token's check needs it. Only podProcedure calls this, with a verified token's job id. */
+export async function unsafeGetJobForToken(db: Db, params: { jobId: string }) {
+  const rows = await db
+    .select({ id: trainingJobs.id, userId: trainingJobs.userId, status: trainingJobs.status, tokenVersion: trainingJobs.tokenVersion })
+    .from(trainingJobs)
+    .where(eq(trainingJobs.id, params.jobId))
+    .limit(1);
+  return rows[0];
+}
+
+export async function recordHeartbeat(db: Db, params: { jobId: string; report: PodReport }) {
+  const rows = await db
+    .update(trainingJobs)
+    .set({
+      podReport: params.report,
+      lastHeartbeatAt: sql`now()`,
+      updatedAt: sql`now()`,
+      status: sql`case when ${trainingJobs.status} in ('pending', 'starting') then 'running' else ${trainingJobs.status} end`,
+      startedAt: sql`coalesce(${trainingJobs.startedAt}, now())`,
+    })
+    .where(eq(trainingJobs.id, params.jobId))
+    .returning({ status: trainingJobs.status });
+  return rows[0];
+}
+
+// ---- the job's ledger, logs and metrics ----
+
+export async function insertJobEvent(db: Db, params: { jobId: string; kind: string; detail?: Record<string, unknown> }) {
+  await db.insert(jobEvents).values({ jobId: params.jobId, kind: params.kind, detail: params.detail ?? {} });
+}
+
+/**
+ * Records an event unless the same kind with the same reason was recorded for the job within
+ * the window: a pod retrying with a dead token must not flood the ledger.
+ */
+export async function insertJobEventThrottled(
+  db: Db,
+  params: { jobId: string; kind: string; reason: string; detail?: Record<string, unknown>; windowSeconds?: number },
+) {
+  const detail = { reason: params.reason, ...params.detail };
+  await db.execute(sql`
+    insert into ${jobEvents} (job_id, kind, detail)
+    select ${params.jobId}, ${params.kind}, ${JSON.stringify(detail)}::jsonb
+    where exists (select 1 from ${trainingJobs} where ${trainingJobs.id} = ${params.jobId})
+      and not exists (
+        select 1 from ${jobEvents}
+        where ${jobEvents.jobId} = ${params.jobId} and ${jobEvents.kind} = ${params.kind}
+          and ${jobEvents.detail}->>'reason' = ${params.reason}
+          and ${jobEvents.createdAt} > now() - make_interval(secs => ${params.windowSeconds ?? 30})
+      )`);
+}
+
+export function listJobEvents(db: Db, params: { jobId: string; limit?: number }) {
+  return db
+    .select({ id: jobEvents.id, kind: jobEvents.kind, detail: jobEvents.detail, createdAt: jobEvents.createdAt })
+    .from(jobEvents)
+    .where(eq(jobEvents.jobId, params.jobId))
+    .orderBy(desc(jobEvents.id))
+    .limit(params.limit ?? 200);
+}
+
+export const LOG_LINES_KEPT_PER_JOB = 20_000;
+
+export async function insertLogLines(db: Db, params: { jobId: string; lines: Array<{ level: string; message: string }> }) {
+  await db.insert(jobLogs).values(params.lines.map((l) => ({ jobId: params.jobId, level: l.level, line: l.message })));
+  // Keep the newest lines: the end of a log is where a failure explains itself.
+  await db.execute(sql`
+    delete from ${jobLogs} where ${jobLogs.jobId} = ${params.jobId} and ${jobLogs.id} <= (
+      select ${jobLogs.id} from ${jobLogs} where ${jobLogs.jobId} = ${params.jobId}
+      order by ${jobLogs.id} desc offset ${LOG_LINES_KEPT_PER_JOB} limit 1)`);
+}
+
+export function listLogLines(db: Db, params: { jobId: string; afterId: number; limit: number }) {
+  return db
+    .select({ id: jobLogs.id, level: jobLogs.level, message: jobLogs.line, createdAt: jobLogs.createdAt })
+    .from(jobLogs)
+    .where(and(eq(jobLogs.jobId, params.jobId), sql`${jobLogs.id} > ${params.afterId}`))
+    .orderBy(jobLogs.id)
+    .limit(params.limit);
+}
+
+export async function insertMetrics(db: Db, params: { jobId: string; metrics: Array<{ step: number; epoch: number; name: string; value: number }> }) {
+  const rows = await db
+    .insert(trainingMetrics)
+    .values(params.metrics.map((m) => ({ jobId: params.jobId, ...m })))
+    .onConflictDoNothing()
+    .returning({ id: trainingMetrics.id });
+  return rows.length;
+}
+
+export function listMetrics(db: Db, params: { jobId: string }) {
+  return db
+    .select({ step: trainingMetrics.step, epoch: trainingMetrics.epoch, name: trainingMetrics.name, value: trainingMetrics.value })
+    .from(trainingMetrics)
+    .where(eq(trainingMetrics.jobId, params.jobId))
+    .orderBy(trainingMetrics.name, trainingMetrics.step)
+    .limit(100_000);
+}

@@ -1,0 +1,92 @@
+// Wire schemas for jobs (zod only; shared by server and SPA).
+import { z } from 'zod';
+import { jobConfig, LAUNCHERS } from './job-config';
+import { JOB_STATUSES_LIST } from './statuses';
+
+export const jobIdInput = z.object({ jobId: z.uuid('jobId must be a UUID') });
+
+export const deployJobInput = z.object({
+  name: z.string().trim().min(1, 'Give the job a name').max(120, 'name must be at most 120 characters'),
+  config: jobConfig,
+});
+export type DeployJobInput = z.infer<typeof deployJobInput>;
+
+/** validateConfig takes the config as the user has it so far: every problem comes back, none throws. */
+export const validateConfigInput = z.record(z.string(), z.unknown());
+
+export const configProblem = z.object({
+  severity: z.enum(['error', 'warning']),
+  field: z.string(),
+  message: z.string(),
+  fix: z.string(),
+});
+export const validateConfigOutput = z.object({
+  ok: z.boolean(),
+  problems: z.array(configProblem),
+  totalSteps: z.number().int().nullable(),
+});
+
+export const listJobsInput = z.object({
+  cursor: z.string().max(200).optional(),
+  limit: z.number().int().min(1).max(100).default(20),
+});
+
+const progress = z.object({ epoch: z.number().nullable(), step: z.number().nullable(), totalSteps: z.number().nullable() });
+
+export const jobSummary = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  status: z.enum(JOB_STATUSES_LIST),
+  launcher: z.enum(LAUNCHERS),
+  datasetId: z.uuid().nullable(),
+  datasetName: z.string().nullable(),
+  predictionsEnabled: z.boolean(),
+  trigger: z.enum(['eval', 'epoch', 'steps']),
+  predictionCount: z.number().int(),
+  progress,
+  error: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  lastHeartbeatAt: z.string().nullable(),
+});
+export type JobSummary = z.infer<typeof jobSummary>;
+
+export const podReportOutput = z.object({
+  mode: z.enum(['cloud', 'local']),
+  env: z.record(z.string(), z.boolean()),
+  status: z.string().optional(),
+  epoch: z.number().optional(),
+  step: z.number().optional(),
+  totalSteps: z.number().optional(),
+  counters: z.object({ generated: z.number(), persisted: z.number(), spooled: z.number(), rejected: z.number() }),
+  triggerFires: z.number(),
+});
+
+export const jobDetail = jobSummary.extend({ config: jobConfig, podReport: podReportOutput.nullable() });
+export type JobDetail = z.infer<typeof jobDetail>;
+
+export const podEnvOutput = z.object({
+  env: z.object({ JOB_ID: z.string(), JOB_TOKEN: z.string(), API_URL: z.string() }),
+  command: z.string(),
+  pythonCommand: z.string(),
+  tokenExpiresAt: z.string(),
+});
+export type PodEnvOutput = z.infer<typeof podEnvOutput>;
+
+export const deployJobOutput = z.object({ job: jobSummary, pod: podEnvOutput.nullable() });
+export const listJobsOutput = z.object({ items: z.array(jobSummary), nextCursor: z.string().nullable() });
+
+export const jobLogsInput = z.object({
+  jobId: z.uuid('jobId must be a UUID'),
+  afterId: z.number().int().min(0).default(0),
+  limit: z.number().int().min(1).max(1000).default(500),
+});
+export const jobLogsOutput = z.object({
+  lines: z.array(z.object({ id: z.number(), level: z.string(), message: z.string(), createdAt: z.string() })),
+  lastId: z.number(),
+});
+export const jobMetricsOutput = z.object({
+  points: z.array(z.object({ step: z.number(), epoch: z.number(), name: z.string(), value: z.number() })),
+});

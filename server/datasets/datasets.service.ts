@@ -1,0 +1,32 @@
+// Datasets: upload (JSONL), list, and the example dataset every new account starts with.
+import { readFileSync } from 'node:fs';
+import type { AppDeps } from '../deps';
+import type { DatasetSummary, UploadDatasetInput } from '../contract/datasets.schemas';
+import { insertDataset, listDatasets } from '../../db/queries/datasets';
+import { parseDatasetJsonl } from './parse-jsonl';
+
+export const EXAMPLE_DATASET_NAME = 'Example: everyday facts';
+const EXAMPLE_FILE = new URL('./example.jsonl', import.meta.url);
+
+let exampleRows: ReturnType<typeof parseDatasetJsonl> | undefined;
+function loadExample() {
+  exampleRows ??= parseDatasetJsonl(readFileSync(EXAMPLE_FILE, 'utf8'));
+  return exampleRows;
+}
+
+function toSummary(row: { id: string; name: string; rowCount: number; createdAt: Date }): DatasetSummary {
+  return { id: row.id, name: row.name, rowCount: row.rowCount, createdAt: row.createdAt.toISOString() };
+}
+
+export async function uploadDataset(deps: AppDeps, userId: string, input: UploadDatasetInput): Promise<DatasetSummary> {
+  const rows = parseDatasetJsonl(input.jsonl);
+  return toSummary(await insertDataset(deps.database.db, { userId, name: input.name, rows }));
+}
+
+export async function addExampleDataset(deps: AppDeps, userId: string): Promise<DatasetSummary> {
+  return toSummary(await insertDataset(deps.database.db, { userId, name: EXAMPLE_DATASET_NAME, rows: loadExample() }));
+}
+
+export async function listUserDatasets(deps: AppDeps, userId: string): Promise<DatasetSummary[]> {
+  return (await listDatasets(deps.database.db, { userId })).map(toSummary);
+}

@@ -1,0 +1,305 @@
+// Jobs: validate a configuration, deploy (issue a job token and hand it to a launcher), list,
+// read, cancel, rotate the token, read logs and metrics. Every read and change is scoped to
+// the signed-in owner; another user's job id is answered exactly like a missing one.
+import { AppError, notFound } from '../errors';
+import type { AppDeps } from '../deps';
+import { checkJobConfig, jobConfig, totalSteps, type ConfigProblem, type JobConfig } from '../contract/job-config';
+import type { DeployJobInput, JobDetail, JobSummary, PodEnvOutput } from '../contract/jobs.schemas';
+import { signJobToken } from '../auth/tokens';
+import { getDatasetSummary } from '../../db/queries/datasets';
+import {
+  bumpTokenVersion,
+  endJob,
+  failLiveJobsOwnedBy,
+  getJob,
+  insertJob,
+  insertJobEvent,
+  insertLogLines,
+  LIVE_STATUSES,
+  listJobs,
+  listLogLines,
+  listMetrics,
+  setJobStatus,
+  setLauncherRef,
+  type JobRecord,
+} from '../../db/queries/jobs';
+import type { LauncherEvents, PodEnv } from '../launchers/types';
+import { Waker } from '../live/live-hub';
+
+export function toJobSummary(job: JobRecord): JobSummary {
+  const config = job.config;
+  const report = job.podReport;
+  const plannedSteps = job.datasetRows ? totalSteps(config, job.datasetRows) : null;
+  return {
+    id: job.id,
+    name: job.name,
+    status: job.status,
+    launcher: config.launcher,
+    datasetId: job.datasetId,
+    datasetName: job.datasetName,
+    predictionsEnabled: config.predictions.enabled,
+    trigger: config.predictions.sampleFrequency,
+    predictionCount: job.predictionCount,
+    progress: { epoch: report?.epoch ?? null, step: report?.step ?? null, totalSteps: report?.totalSteps ?? plannedSteps },
+    error: job.error,
+    createdAt: job.createdAt.toISOString(),
+    updatedAt: job.updatedAt.toISOString(),
+    startedAt: job.startedAt?.toISOString() ?? null,
+    finishedAt: job.finishedAt?.toISOString() ?? null,
+    lastHeartbeatAt: job.lastHeartbeatAt?.toISOString() ?? null,
+  };
+}
+
+function toJobDetail(job: JobRecord): JobDetail {
+  return { ...toJobSummary(job), config: job.config, podReport: job.podReport ?? null };
+}
+
+/** Every problem with a configuration as the user has it so far, from shape errors to triggers that can never fire. */
+export async function validateConfig(
+  deps: AppDeps,
+  userId: string,
+  raw: Record<string, unknown>,
+): Promise<{ ok: boolean; problems: ConfigProblem[]; totalSteps: number | null }> {
+  const parsed = jobConfig.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(
+      (issue): ConfigProblem => ({
+        severity: 'error',
+        field: issue.path.join('.') || 'config',
+        message: issue.message,
+        fix: 'Correct this value.',
+      }),
+    );
+    return { ok: false, problems, totalSteps: null };
+  }
+  const { problems, totalSteps: steps } = await checkWithDataset(deps, userId, parsed.data);
+  return { ok: !problems.some((p) => p.severity === 'error'), problems, totalSteps: steps };
+}
+
+async function checkWithDataset(deps: AppDeps, userId: string, config: JobConfig) {
+  const dataset = await getDatasetSummary(deps.database.db, { userId, datasetId: config.datasetId });
+  const problems: ConfigProblem[] = [];
+  if (!dataset) {
+    problems.push({
+      severity: 'error',
+      field: 'datasetId',
+      message: 'Dataset not found.',
+      fix: 'Pick one of your datasets or upload a new one.',
+    });
+  }
+  if (!deps.launchers[config.launcher]) {
+    const available = Object.keys(deps.launchers).join(', ');
+    problems.push({
+      severity: 'error',
+      field: 'launcher',
+      message: `The "${config.launcher}" launcher is not configured on this server.`,
+      fix: `Choose one of: ${available}.`,
+    });
+  }
+  problems.push(...checkJobConfig(config, dataset ? { rows: dataset.rowCount } : null));
+  return { problems, totalSteps: dataset ? totalSteps(config, dataset.rowCount) : null, dataset };
+}
+
+export async function deployJob(
+  deps: AppDeps,
+  userId: string,
+  input: DeployJobInput,
+): Promise<{ job: JobSummary; pod: PodEnvOutput | null }> {
+  const { problems, dataset } = await checkWithDataset(deps, userId, input.config);
+  const errors = problems.filter((p) => p.severity === 'error');
+  const first = errors[0];
+  if (first || !dataset) {
+    const text = errors.map((e) => `${e.message} ${e.fix}`).join(' ');
+    throw new AppError('BAD_REQUEST', `This configuration cannot run: ${text}`, { field: `config.${first?.field ?? 'datasetId'}` });
+  }
+  const launcher = deps.launchers[input.config.launcher];
+  if (!launcher) throw new AppError('BAD_REQUEST', `The "${input.config.launcher}" launcher is not configured`, { field: 'config.launcher' });
+
+  const db = deps.database.db;
+  const created = await insertJob(db, {
+    userId,
+    datasetId: dataset.id,
+    name: input.name,
+    launcher: launcher.name,
+    config: input.config,
+    status: launcher.name === 'manual' ? 'pending' : 'starting',
+  });
+  const pod = await podEnv(deps, { jobId: created.id, userId, tokenVersion: created.tokenVersion });
+  await insertJobEvent(db, { jobId: created.id, kind: 'deployed', detail: { launcher: launcher.name } });
+
+  let revealEnv = false;
+  try {
+    const result = await launcher.start({ jobId: created.id, userId, env: pod.env });
+    revealEnv = result.revealEnv;
+    if (result.ref) {
+      await setLauncherRef(db, { jobId: created.id, userId, launcherRef: result.ref, launcherOwner: deps.instanceId });
+    }
+  } catch (error) {
+    // The job exists and says why it never started; the deploy itself is not an error.
+    const message = error instanceof Error ? error.message : String(error);
+    await setJobStatus(db, { jobId: created.id, userId, from: ['pending', 'starting'], to: 'failed', error: `Launcher ${launcher.name} failed: ${message}` });
+    await insertJobEvent(db, { jobId: created.id, kind: 'launcher_error', detail: { launcher: launcher.name, message } });
+  }
+  const job = await getJob(db, { userId, jobId: created.id });
+  if (!job) throw notFound('Job');
+  await deps.live.jobChanged(job.id, userId);
+  return { job: toJobSummary(job), pod: revealEnv ? pod : null };
+}
+
+async function podEnv(deps: AppDeps, claims: { jobId: string; userId: string; tokenVersion: number }): Promise<PodEnvOutput> {
+  const { token, expiresAt } = await signJobToken(deps.secrets.jobToken, claims, deps.config.jobTokenTtlSeconds);
+  const env: PodEnv = { JOB_ID: claims.jobId, JOB_TOKEN: token, API_URL: deps.config.publicUrl };
+  const assignments = `JOB_ID=${env.JOB_ID} JOB_TOKEN=${env.JOB_TOKEN} API_URL=${env.API_URL}`;
+  return {
+    env,
+    command: `${assignments} npm run trainer`,
+    pythonCommand: `${assignments} python3 your_training_script.py`,
+    tokenExpiresAt: expiresAt.toISOString(),
+  };
+}
+
+export async function getJobDetail(deps: AppDeps, userId: string, jobId: string): Promise<JobDetail> {
+  const job = await getJob(deps.database.db, { userId, jobId });
+  if (!job) throw notFound('Job');
+  return toJobDetail(job);
+}
+
+export async function listUserJobs(deps: AppDeps, userId: string, input: { cursor?: string | undefined; limit: number }) {
+  const before = input.cursor ? decodeCursor(input.cursor) : undefined;
+  const rows = await listJobs(deps.database.db, { userId, limit: input.limit + 1, ...(before ? { before } : {}) });
+  const page = rows.slice(0, input.limit);
+  const last = page.at(-1);
+  return {
+    items: page.map(toJobSummary),
+    nextCursor: rows.length > input.limit && last ? encodeCursor(last.createdAt, last.id) : null,
+  };
+}
+
+export async function cancelJob(deps: AppDeps, userId: string, jobId: string): Promise<JobSummary> {
+  const db = deps.database.db;
+  const ended = await endJob(db, { jobId, userId, status: 'cancelled' });
+  if (!ended) {
+    const job = await getJob(db, { userId, jobId });
+    if (!job) throw notFound('Job');
+    throw new AppError('PRECONDITION_FAILED', `The job has already ended (${job.status}); there is nothing to cancel`);
+  }
+  await insertJobEvent(db, { jobId, kind: 'cancelled', detail: { by: 'user' } });
+  await deps.live.jobChanged(jobId, userId);
+  const launcher = deps.launchers[ended.launcher as keyof typeof deps.launchers];
+  await launcher?.cancel({ jobId, ref: ended.launcherRef }).catch(async (error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    await insertJobEvent(db, { jobId, kind: 'launcher_error', detail: { launcher: ended.launcher, message, during: 'cancel' } });
+  });
+  const job = await getJob(db, { userId, jobId });
+  if (!job) throw notFound('Job');
+  return toJobSummary(job);
+}
+
+export async function rotateJobToken(deps: AppDeps, userId: string, jobId: string): Promise<PodEnvOutput> {
+  const db = deps.database.db;
+  const tokenVersion = await bumpTokenVersion(db, { jobId, userId });
+  if (tokenVersion === undefined) {
+    const job = await getJob(db, { userId, jobId });
+    if (!job) throw notFound('Job');
+    throw new AppError('PRECONDITION_FAILED', `The job has ended (${job.status}); its token cannot be renewed`);
+  }
+  await insertJobEvent(db, { jobId, kind: 'token_rotated', detail: { tokenVersion } });
+  return podEnv(deps, { jobId, userId, tokenVersion });
+}
+
+export async function jobLogs(deps: AppDeps, userId: string, input: { jobId: string; afterId: number; limit: number }) {
+  await assertOwnsJob(deps, userId, input.jobId);
+  const lines = await listLogLines(deps.database.db, input);
+  return {
+    lines: lines.map((l) => ({ ...l, createdAt: l.createdAt.toISOString() })),
+    lastId: lines.at(-1)?.id ?? input.afterId,
+  };
+}
+
+export async function jobMetrics(deps: AppDeps, userId: string, jobId: string) {
+  await assertOwnsJob(deps, userId, jobId);
+  return { points: await listMetrics(deps.database.db, { jobId }) };
+}
+
+export async function assertOwnsJob(deps: AppDeps, userId: string, jobId: string): Promise<JobRecord> {
+  const job = await getJob(deps.database.db, { userId, jobId });
+  if (!job) throw notFound('Job');
+  return job;
+}
+
+function encodeCursor(createdAt: Date, id: string): string {
+  return Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [iso, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(iso ?? '');
+  if (!id || Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/i.test(id)) {
+    throw new AppError('BAD_REQUEST', 'cursor is not one this server issued', { field: 'cursor' });
+  }
+  return { createdAt, id };
+}
+
+/** How launchers report back: a process that ends while its job is live fails the job, with why. */
+export function launcherEvents(getDeps: () => AppDeps): LauncherEvents {
+  return {
+    async exited(jobId, userId, outcome) {
+      const deps = getDeps();
+      const db = deps.database.db;
+      const error = outcome.ok ? 'The trainer exited without reporting the end of training' : (outcome.error ?? 'The trainer failed');
+      const ended = await setJobStatus(db, { jobId, userId, from: LIVE_STATUSES, to: 'failed', error });
+      if (ended) {
+        await insertJobEvent(db, { jobId, kind: 'pod_exited', detail: { ok: outcome.ok, error: error.slice(-2000) } });
+        await deps.live.jobChanged(jobId, userId);
+      }
+    },
+    async log(jobId, level, message) {
+      await insertLogLines(getDeps().database.db, { jobId, lines: [{ level, message }] });
+    },
+  };
+}
+
+/**
+ * After a restart, local jobs this instance was running have no process behind them any more:
+ * fail them with a reason instead of leaving them "running" forever.
+ */
+export async function failOrphanedLocalJobs(deps: AppDeps): Promise<number> {
+  const orphans = await failLiveJobsOwnedBy(deps.database.db, {
+    launcher: 'local',
+    owner: deps.instanceId,
+    error: 'The server restarted while this job was running, which stopped its local trainer process. Deploy it again.',
+  });
+  for (const jobId of orphans) await insertJobEvent(deps.database.db, { jobId, kind: 'orphaned', detail: { owner: deps.instanceId } });
+  return orphans.length;
+}
+
+/**
+ * The user's jobs as they change (status, progress, heartbeats), from any server instance.
+ * With a jobId, starts with that job's current state and follows only it.
+ */
+export async function* streamJobUpdates(deps: AppDeps, userId: string, input: { jobId?: string | undefined }, signal: AbortSignal | undefined) {
+  const db = deps.database.db;
+  const first = input.jobId ? await assertOwnsJob(deps, userId, input.jobId) : undefined;
+  const changed = new Set<string>();
+  const waker = new Waker();
+  const stop = deps.live.onJobChange(userId, (jobId) => {
+    if (input.jobId && jobId !== input.jobId) return;
+    changed.add(jobId);
+    waker.wake();
+  });
+  try {
+    if (first) yield toJobSummary(first);
+    while (!signal?.aborted) {
+      await waker.wait(60_000, signal);
+      waker.reset();
+      const ids = [...changed];
+      changed.clear();
+      for (const jobId of ids) {
+        const job = await getJob(db, { userId, jobId });
+        if (job) yield toJobSummary(job);
+      }
+    }
+  } finally {
+    stop();
+  }
+}

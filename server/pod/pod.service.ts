@@ -1,0 +1,119 @@
+// What a pod may do, always to the one job its verified token names: read its config and
+// dataset, report heartbeats, write predictions / metrics / log lines, and finish.
+import type { z } from 'zod';
+import { AppError } from '../errors';
+import type { AppDeps } from '../deps';
+import { splitSizes, stepsPerEpoch, totalSteps, type JobConfig } from '../contract/job-config';
+import { predictionRow, type PredictionRowInput, type WritePredictionsOutput } from '../contract/pod.schemas';
+import type { heartbeatInput, finishInput, podLogInput, writeMetricsInput } from '../contract/pod.schemas';
+import { getDatasetRows } from '../../db/queries/datasets';
+import { endJob, getJob, insertJobEvent, insertJobEventThrottled, insertLogLines, insertMetrics, recordHeartbeat } from '../../db/queries/jobs';
+import { insertPredictions } from '../../db/queries/predictions';
+import type { DatasetRow, PodReport } from '../../db/schema';
+import type { PodScope } from './pod-auth';
+
+export interface PodConfig {
+  jobId: string;
+  name: string;
+  config: JobConfig;
+  dataset: { name: string; rows: DatasetRow[] };
+  plan: { trainRows: number; evalRows: number; stepsPerEpoch: number; totalSteps: number };
+}
+
+export async function podConfig(deps: AppDeps, pod: PodScope): Promise<PodConfig> {
+  const db = deps.database.db;
+  const job = await getJob(db, { userId: pod.userId, jobId: pod.jobId });
+  if (!job) throw new AppError('UNAUTHORIZED', 'The job this token was issued for no longer exists');
+  const dataset = job.datasetId ? await getDatasetRows(db, { userId: pod.userId, datasetId: job.datasetId }) : undefined;
+  if (!dataset) throw new AppError('PRECONDITION_FAILED', "The job's dataset was deleted; deploy the job again with another dataset");
+  const split = splitSizes(dataset.rowCount);
+  return {
+    jobId: job.id,
+    name: job.name,
+    config: job.config,
+    dataset: { name: dataset.name, rows: dataset.rows },
+    plan: {
+      trainRows: split.train,
+      evalRows: split.eval,
+      stepsPerEpoch: stepsPerEpoch(split.train, job.config.training.batchSize),
+      totalSteps: totalSteps(job.config, dataset.rowCount),
+    },
+  };
+}
+
+export async function podHeartbeat(deps: AppDeps, pod: PodScope, input: z.output<typeof heartbeatInput>) {
+  const db = deps.database.db;
+  const report: PodReport = {
+    mode: input.mode,
+    env: input.env,
+    status: input.status,
+    counters: input.counters,
+    triggerFires: input.triggerFires,
+    ...(input.epoch !== undefined ? { epoch: input.epoch } : {}),
+    ...(input.step !== undefined ? { step: input.step } : {}),
+    ...(input.totalSteps !== undefined ? { totalSteps: input.totalSteps } : {}),
+  };
+  await recordHeartbeat(db, { jobId: pod.jobId, report });
+  await deps.live.jobChanged(pod.jobId, pod.userId);
+  if (pod.status !== 'running') {
+    await insertJobEvent(db, { jobId: pod.jobId, kind: 'pod_connected', detail: { mode: input.mode, env: input.env } });
+  }
+  const missing = Object.entries(input.env).filter(([, present]) => !present).map(([name]) => name);
+  if (input.mode === 'local' || missing.length > 0) {
+    await insertJobEventThrottled(db, {
+      jobId: pod.jobId,
+      kind: 'pod_local_mode',
+      reason: missing.sort().join(',') || 'local',
+      detail: { missing },
+      windowSeconds: 3600,
+    });
+  }
+  return { ok: true as const, cancelled: false };
+}
+
+const MAX_REASONS_RECORDED = 10;
+
+export async function podWritePredictions(deps: AppDeps, pod: PodScope, input: { predictions: unknown[] }): Promise<WritePredictionsOutput> {
+  const valid: PredictionRowInput[] = [];
+  const rejected: WritePredictionsOutput['rejected'] = [];
+  input.predictions.forEach((candidate, index) => {
+    const parsed = predictionRow.safeParse(candidate);
+    if (parsed.success) valid.push(parsed.data);
+    else rejected.push({ index, reason: parsed.error.issues.map((i) => `${i.path.join('.') || 'row'}: ${i.message}`).join('; ') });
+  });
+  const db = deps.database.db;
+  const { inserted, maxId } = await insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows: valid });
+  if (maxId !== null) await deps.live.predictionsStored(pod.jobId, maxId);
+  if (rejected.length > 0) {
+    await insertJobEvent(db, {
+      jobId: pod.jobId,
+      kind: 'predictions_rejected',
+      detail: { count: rejected.length, examples: rejected.slice(0, MAX_REASONS_RECORDED) },
+    });
+  }
+  return { inserted, duplicates: valid.length - inserted, rejected };
+}
+
+export async function podWriteMetrics(deps: AppDeps, pod: PodScope, input: z.output<typeof writeMetricsInput>) {
+  const inserted = await insertMetrics(deps.database.db, { jobId: pod.jobId, metrics: input.metrics });
+  return { inserted, duplicates: input.metrics.length - inserted };
+}
+
+export async function podLog(deps: AppDeps, pod: PodScope, input: z.output<typeof podLogInput>) {
+  await insertLogLines(deps.database.db, { jobId: pod.jobId, lines: input.lines });
+  return { accepted: input.lines.length };
+}
+
+export async function podFinish(deps: AppDeps, pod: PodScope, input: z.output<typeof finishInput>) {
+  const db = deps.database.db;
+  const ended = await endJob(db, {
+    jobId: pod.jobId,
+    userId: pod.userId,
+    status: input.status,
+    error: input.status === 'failed' ? (input.error ?? 'The pod reported a failure without a message') : null,
+  });
+  if (!ended) throw new AppError('UNAUTHORIZED', 'The job has already ended');
+  await deps.live.jobChanged(pod.jobId, pod.userId);
+  await insertJobEvent(db, { jobId: pod.jobId, kind: 'pod_finished', detail: { status: input.status, ...(input.error ? { error: input.error.slice(0, 2000) } : {}) } });
+  return { ok: true as const, status: input.status };
+}

@@ -1,0 +1,256 @@
+// pod.* over real HTTP: a job token writes to its own job and nowhere else, every write is
+// idempotent, and every refusal of a well-signed token lands on the job's ledger.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { jobEvents, trainingPredictions } from '../../db/schema';
+import { FIELD_LIMITS, PREDICTION_BATCH_MAX } from '../contract/pod.schemas';
+import { startTestServer, type TestServer } from '../test-support/server';
+import { createManualJob, createUser } from '../test-support/factories';
+import { craftJobToken, FOREIGN_KEY, unsignedJobToken } from '../test-support/tokens';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer();
+});
+afterAll(async () => {
+  await server?.close();
+});
+beforeEach(async () => {
+  await server.database.truncate();
+});
+
+type Body = { result?: { data: unknown }; error?: { message: string; data: { httpStatus: number } } };
+const dataOf = <T>(body: unknown) => (body as Body).result?.data as T;
+const messageOf = (body: unknown) => (body as Body).error?.message ?? '';
+const post = (procedure: string, input: unknown, token?: string, headers?: Record<string, string>) =>
+  server.raw(procedure, { method: 'POST', body: JSON.stringify(input), ...(token ? { token } : {}), ...(headers ? { headers } : {}) });
+
+function rows(n: number, from = 0) {
+  return Array.from({ length: n }, (_, i) => ({
+    epoch: 1,
+    step: 10,
+    sampleIndex: from + i,
+    trigger: 'eval',
+    prompt: `prompt ${from + i}`,
+    groundTruth: `truth ${from + i}`,
+    prediction: `guess ${from + i}`,
+  }));
+}
+
+async function storedFor(jobId: string) {
+  return server.database.db
+    .select({ sampleIndex: trainingPredictions.sampleIndex, userId: trainingPredictions.userId })
+    .from(trainingPredictions)
+    .where(eq(trainingPredictions.jobId, jobId));
+}
+
+async function eventsFor(jobId: string) {
+  return server.database.db.select({ kind: jobEvents.kind, detail: jobEvents.detail }).from(jobEvents).where(eq(jobEvents.jobId, jobId));
+}
+
+async function setup() {
+  const user = await createUser(server.deps);
+  const job = await createManualJob(server.deps, user.id);
+  return { user, ...job, api: server.client(user.token) };
+}
+
+describe('with a valid job token', () => {
+  it('reads its config and dataset, and every write shows up on the owner\'s job', async () => {
+    const { token, jobId, user, api } = await setup();
+    const config = await post('pod.config', undefined, token).then(() => server.raw('pod.config', { token }));
+    expect(config.status).toBe(200);
+    const podConfig = dataOf<{ jobId: string; dataset: { rows: unknown[] }; plan: { totalSteps: number } }>(config.body);
+    expect(podConfig.jobId).toBe(jobId);
+    expect(podConfig.dataset.rows).toHaveLength(40);
+    expect(podConfig.plan.totalSteps).toBe(15);
+
+    const heartbeat = await post('pod.heartbeat', {
+      status: 'running',
+      mode: 'cloud',
+      env: { JOB_ID: true, JOB_TOKEN: true, API_URL: true },
+      epoch: 1.5,
+      step: 7,
+      totalSteps: 15,
+      counters: { generated: 5, persisted: 5, spooled: 0, rejected: 0 },
+      triggerFires: 1,
+    }, token);
+    expect(heartbeat.status).toBe(200);
+    expect((await post('pod.writePredictions', { predictions: rows(5) }, token)).status).toBe(200);
+    expect((await post('pod.writeMetrics', { metrics: [{ step: 7, epoch: 1.5, name: 'loss', value: 2.5 }] }, token)).status).toBe(200);
+    expect((await post('pod.log', { lines: [{ level: 'info', message: 'hello from the pod' }] }, token)).status).toBe(200);
+
+    const job = await api.jobs.get.query({ jobId });
+    expect(job.status).toBe('running');
+    expect(job.predictionCount).toBe(5);
+    expect(job.progress).toEqual({ epoch: 1.5, step: 7, totalSteps: 15 });
+    expect(job.podReport?.counters.persisted).toBe(5);
+    expect((await api.jobs.metrics.query({ jobId })).points).toEqual([{ step: 7, epoch: 1.5, name: 'loss', value: 2.5 }]);
+    expect((await api.jobs.logs.query({ jobId })).lines.map((l) => l.message)).toEqual(['hello from the pod']);
+    // The owner is the token's, never something the pod said.
+    expect(new Set((await storedFor(jobId)).map((r) => r.userId))).toEqual(new Set([user.id]));
+
+    const finish = await post('pod.finish', { status: 'completed' }, token);
+    expect(finish.status).toBe(200);
+    expect((await api.jobs.get.query({ jobId })).status).toBe('completed');
+  });
+
+  it('makes a replayed batch change nothing', async () => {
+    const { token, jobId } = await setup();
+    const first = dataOf<{ inserted: number }>((await post('pod.writePredictions', { predictions: rows(20) }, token)).body);
+    const again = dataOf<{ inserted: number; duplicates: number }>((await post('pod.writePredictions', { predictions: rows(20) }, token)).body);
+    expect(first.inserted).toBe(20);
+    expect(again).toEqual({ inserted: 0, duplicates: 20, rejected: [] });
+    expect(await storedFor(jobId)).toHaveLength(20);
+  });
+
+  it('refuses a 1001-row batch whole, naming the limit', async () => {
+    const { token, jobId } = await setup();
+    const res = await post('pod.writePredictions', { predictions: rows(PREDICTION_BATCH_MAX + 1) }, token);
+    expect(res.status).toBe(400);
+    expect(messageOf(res.body)).toMatch(/at most 1000 rows per batch/);
+    expect(await storedFor(jobId)).toHaveLength(0);
+  });
+
+  it('refuses bad rows by index and reason while storing the good ones', async () => {
+    const { token, jobId } = await setup();
+    const batch: unknown[] = rows(4);
+    batch[1] = { ...rows(1, 1)[0], prediction: 'x'.repeat(FIELD_LIMITS.prediction + 1) };
+    batch[3] = { ...rows(1, 3)[0], trigger: 'sometimes' };
+    const res = await post('pod.writePredictions', { predictions: batch }, token);
+    expect(res.status).toBe(200);
+    const result = dataOf<{ inserted: number; duplicates: number; rejected: Array<{ index: number; reason: string }> }>(res.body);
+    expect(result.inserted).toBe(2);
+    expect(result.rejected.map((r) => r.index)).toEqual([1, 3]);
+    expect(result.rejected[0]?.reason).toMatch(/^prediction: .*16000/);
+    expect(result.rejected[1]?.reason).toMatch(/^trigger: /);
+    expect((await storedFor(jobId)).map((r) => r.sampleIndex).sort()).toEqual([0, 2]);
+    expect((await eventsFor(jobId)).map((e) => e.kind)).toContain('predictions_rejected');
+  });
+
+  it('accepts a gzip body', async () => {
+    const { token, jobId } = await setup();
+    const body = gzipSync(Buffer.from(JSON.stringify({ predictions: rows(50) })));
+    const res = await server.raw('pod.writePredictions', { method: 'POST', body, token, headers: { 'content-encoding': 'gzip' } });
+    expect(res.status).toBe(200);
+    expect(await storedFor(jobId)).toHaveLength(50);
+  });
+
+  it('keeps only the newest log lines when a pod floods its log', async () => {
+    const { token, jobId, api } = await setup();
+    const lines = Array.from({ length: 500 }, (_, i) => ({ level: 'info', message: `line ${i}` }));
+    for (let i = 0; i < 3; i++) expect((await post('pod.log', { lines }, token)).status).toBe(200);
+    const { lines: stored } = await api.jobs.logs.query({ jobId, limit: 1000 });
+    expect(stored).toHaveLength(1000);
+  });
+});
+
+describe('bad tokens', () => {
+  const procedures: Array<[string, unknown]> = [
+    ['pod.heartbeat', { status: 'running' }],
+    ['pod.writePredictions', { predictions: rows(1) }],
+    ['pod.writeMetrics', { metrics: [{ step: 1, epoch: 1, name: 'loss', value: 1 }] }],
+    ['pod.log', { lines: [{ message: 'x' }] }],
+    ['pod.finish', { status: 'completed' }],
+  ];
+
+  async function expectRefusedEverywhere(token: string | undefined, status: number) {
+    expect((await server.raw('pod.config', token ? { token } : {})).status).toBe(status);
+    for (const [procedure, input] of procedures) {
+      const res = await post(procedure, input, token);
+      expect(res.status, procedure).toBe(status);
+    }
+  }
+
+  it('refuses no token, a user token, a foreign-key token and an unsigned one, writing nothing', async () => {
+    const { jobId, user } = await setup();
+    await expectRefusedEverywhere(undefined, 401);
+    await expectRefusedEverywhere(user.token, 403);
+    await expectRefusedEverywhere(await craftJobToken(FOREIGN_KEY, { jobId, userId: user.id }), 401);
+    await expectRefusedEverywhere(unsignedJobToken({ jobId, userId: user.id }), 401);
+    expect(await storedFor(jobId)).toHaveLength(0);
+  });
+
+  it('refuses an expired token and records it on the job', async () => {
+    const { jobId, user, api } = await setup();
+    const expired = await craftJobToken(server.deps.secrets.jobToken, { jobId, userId: user.id, expiresInSeconds: -60 });
+    const res = await post('pod.writePredictions', { predictions: rows(1) }, expired);
+    expect(res.status).toBe(401);
+    expect(messageOf(res.body)).toMatch(/expired at .*rotate the token/);
+    expect(await eventsFor(jobId)).toContainEqual(expect.objectContaining({ kind: 'token_rejected', detail: expect.objectContaining({ reason: 'expired' }) }));
+    expect((await api.jobs.get.query({ jobId })).predictionCount).toBe(0);
+  });
+
+  it('refuses the token after cancel, everywhere, and the refusal is on the ledger (once per burst)', async () => {
+    const { jobId, token, api } = await setup();
+    await api.jobs.cancel.mutate({ jobId });
+    await expectRefusedEverywhere(token, 401);
+    const rejections = (await eventsFor(jobId)).filter((e) => e.kind === 'token_rejected');
+    expect(rejections).toHaveLength(1);
+    expect(rejections[0]?.detail).toMatchObject({ reason: 'job_ended', status: 'cancelled' });
+  });
+
+  it('refuses the token after the pod finishes', async () => {
+    const { token } = await setup();
+    expect((await post('pod.finish', { status: 'failed', error: 'CUDA out of memory' }, token)).status).toBe(200);
+    const res = await post('pod.writePredictions', { predictions: rows(1) }, token);
+    expect(res.status).toBe(401);
+    expect(messageOf(res.body)).toMatch(/has ended \(failed\)/);
+  });
+
+  it("a job's token writes only to its own job: there is no way to name another", async () => {
+    const { user } = await setup();
+    const a = await createManualJob(server.deps, user.id);
+    const b = await createManualJob(server.deps, user.id);
+    const sneaky = rows(1).map((r) => ({ ...r, jobId: b.jobId, userId: '00000000-0000-4000-8000-000000000000' }));
+    expect((await post('pod.writePredictions', { predictions: sneaky }, a.token)).status).toBe(200);
+    expect(await storedFor(a.jobId)).toHaveLength(1);
+    expect(await storedFor(b.jobId)).toHaveLength(0);
+    // A token naming another job id with the right key but a stale version is revoked, not accepted.
+    const forged = await craftJobToken(server.deps.secrets.jobToken, { jobId: b.jobId, userId: user.id, tokenVersion: 99 });
+    expect((await post('pod.writePredictions', { predictions: rows(1) }, forged)).status).toBe(401);
+  });
+
+  it('refuses a job token on every user procedure', async () => {
+    const { token, jobId } = await setup();
+    for (const [procedure, input] of [
+      ['auth.me', undefined],
+      ['datasets.list', undefined],
+      ['jobs.list', {}],
+      ['jobs.get', { jobId }],
+    ] as const) {
+      const res = input === undefined ? await server.raw(procedure, { token }) : await server.raw(procedure, { token, query: `?input=${encodeURIComponent(JSON.stringify(input))}` });
+      expect(res.status, procedure).toBe(403);
+    }
+    expect((await post('jobs.cancel', { jobId }, token)).status).toBe(403);
+  });
+});
+
+describe('a pod process with only the three variables', () => {
+  it('reads its config and writes over plain HTTP, as a pod in any language would', async () => {
+    const { env, jobId, api } = await setup();
+    const script = `
+      const { JOB_ID, JOB_TOKEN, API_URL } = process.env;
+      const call = async (p, input) => {
+        const res = await fetch(API_URL + '/trpc/' + p, input === undefined
+          ? { headers: { authorization: 'Bearer ' + JOB_TOKEN } }
+          : { method: 'POST', headers: { authorization: 'Bearer ' + JOB_TOKEN, 'content-type': 'application/json' }, body: JSON.stringify(input) });
+        const body = await res.json();
+        if (!res.ok) throw new Error(p + ': ' + body.error.message);
+        return body.result.data;
+      };
+      const config = await call('pod.config');
+      const sample = config.dataset.rows[0];
+      await call('pod.heartbeat', { status: 'running', mode: 'cloud', env: { JOB_ID: true, JOB_TOKEN: true, API_URL: true } });
+      const out = await call('pod.writePredictions', { predictions: [{ epoch: 1, step: 1, sampleIndex: 0, trigger: 'eval', prompt: sample.prompt, groundTruth: sample.completion, prediction: 'hm' }] });
+      await call('pod.log', { lines: [{ level: 'info', message: 'job ' + JOB_ID + ' wrote ' + out.inserted }] });
+    `;
+    await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      env: { PATH: process.env.PATH, JOB_ID: env.JOB_ID, JOB_TOKEN: env.JOB_TOKEN, API_URL: env.API_URL },
+    });
+    expect((await api.jobs.get.query({ jobId })).predictionCount).toBe(1);
+    expect((await api.jobs.logs.query({ jobId })).lines[0]?.message).toBe(`job ${jobId} wrote 1`);
+  });
+});
