@@ -100,3 +100,13 @@ async function migrateUnderLock(pool: pg.Pool): Promise<void> {
     client.release();
   }
 }
+
+/**
+ * The rows of a raw `db.execute(sql…)` result. node-postgres and PGlite both answer with
+ * `{ rows }`, but Drizzle types the result per driver; this is the one place that says so.
+ */
+export function rowsOf<T>(result: unknown): T[] {
+  const rows = (result as { rows?: unknown }).rows;
+  if (!Array.isArray(rows)) throw new Error('database result has no rows array');
+  return rows as T[];
+}

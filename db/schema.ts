@@ -10,6 +10,7 @@ import {
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -133,6 +134,29 @@ export const trainingPredictions = pgTable(
     index('training_predictions_user_idx').on(t.userId),
     check('training_predictions_trigger_check', sql`${t.trigger} in ('eval', 'epoch', 'steps')`),
   ],
+);
+
+/**
+ * Running totals per (job, epoch, trigger), kept in the same statement that inserts
+ * predictions: counts, epoch lists and "last write" answer without scanning a big job's rows.
+ */
+export const predictionEpochStats = pgTable(
+  'prediction_epoch_stats',
+  {
+    jobId: uuid('job_id')
+      .notNull()
+      .references(() => trainingJobs.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    epoch: integer('epoch').notNull(),
+    trigger: text('trigger').$type<PredictionTrigger>().notNull(),
+    count: integer('count').notNull(),
+    minStep: integer('min_step').notNull(),
+    maxStep: integer('max_step').notNull(),
+    lastWriteAt: timestamp('last_write_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.epoch, t.trigger] })],
 );
 
 export const trainingMetrics = pgTable(

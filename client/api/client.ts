@@ -5,8 +5,10 @@
 //   const api = createApiClient({ url: 'http://localhost:3000', token });
 //   const me = await api.auth.me.query();
 //
-// It speaks tRPC's plain-JSON wire format over HTTP (batched), so it needs nothing but fetch.
-import { createTRPCClient, httpBatchLink, TRPCClientError } from '@trpc/client';
+// It speaks tRPC's plain-JSON wire format over HTTP (batched); live subscriptions arrive as
+// server-sent events. Browsers have EventSource; in Node pass one, e.g. from the `eventsource`
+// package: createApiClient({ url, token, EventSource }).
+import { createTRPCClient, httpBatchLink, httpSubscriptionLink, splitLink, TRPCClientError } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { AppRouter } from '../../server/routers/app.router';
 
@@ -23,6 +25,8 @@ export interface ApiClientOptions {
   fetch?: typeof fetch;
   /** Extra headers for every request (not for credentials: use `token`). */
   headers?: Record<string, string>;
+  /** An EventSource implementation for subscriptions where there is no global one (Node 20). */
+  EventSource?: typeof globalThis.EventSource;
 }
 
 export function trpcUrl(base: string): string {
@@ -35,14 +39,27 @@ export function authHeaders(token: ApiClientOptions['token']): Record<string, st
 }
 
 export function createApiClient(options: ApiClientOptions) {
+  const url = trpcUrl(options.url);
   return createTRPCClient<AppRouter>({
     links: [
-      httpBatchLink({
-        url: trpcUrl(options.url),
-        maxURLLength: 4000,
-        maxItems: 10,
-        headers: () => ({ ...options.headers, ...authHeaders(options.token) }),
-        ...(options.fetch ? { fetch: options.fetch } : {}),
+      splitLink({
+        condition: (op) => op.type === 'subscription',
+        true: httpSubscriptionLink({
+          url,
+          // EventSource cannot send headers: the token travels as a connection parameter.
+          connectionParams: () => {
+            const token = authHeaders(options.token).authorization?.slice('Bearer '.length);
+            return token ? { token } : {};
+          },
+          ...(options.EventSource ? { EventSource: options.EventSource } : {}),
+        }),
+        false: httpBatchLink({
+          url,
+          maxURLLength: 4000,
+          maxItems: 10,
+          headers: () => ({ ...options.headers, ...authHeaders(options.token) }),
+          ...(options.fetch ? { fetch: options.fetch } : {}),
+        }),
       }),
     ],
   });

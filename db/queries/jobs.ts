@@ -3,7 +3,7 @@
 // verified job token; the one lookup that skips the owner is named unsafe… and has one caller.
 import { and, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
 import type { Db } from '../client';
-import { datasets, jobEvents, jobLogs, trainingJobs, trainingMetrics, trainingPredictions, type JobStatus, type PodReport } from '../schema';
+import { datasets, jobEvents, jobLogs, predictionEpochStats, trainingJobs, trainingMetrics, type JobStatus, type PodReport } from '../schema';
 import type { JobConfig } from '../../server/contract/job-config';
 
 export const LIVE_STATUSES: JobStatus[] = ['pending', 'starting', 'running'];
@@ -25,7 +25,7 @@ const jobColumns = {
   finishedAt: trainingJobs.finishedAt,
 };
 
-const predictionCount = sql<number>`(select count(*)::int from ${trainingPredictions} where ${trainingPredictions.jobId} = ${trainingJobs.id})`;
+const predictionCount = sql<number>`(select coalesce(sum(${predictionEpochStats.count}), 0)::int from ${predictionEpochStats} where ${predictionEpochStats.jobId} = ${trainingJobs.id})`;
 
 export type JobRecord = Awaited<ReturnType<typeof getJob>> & object;
 

@@ -1,36 +1,57 @@
 // Queries on training predictions. Writes are scoped by the job of a verified job token;
 // reads (issue 5) by the owner.
 import { and, asc, desc, eq, gt, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
-import type { Db } from '../client';
-import { trainingPredictions } from '../schema';
+import { rowsOf, type Db } from '../client';
+import { predictionEpochStats, trainingPredictions } from '../schema';
 import type { PredictionRowInput } from '../../server/contract/pod.schemas';
 import type { PredictionTrigger } from '../../server/contract/triggers';
 
 /**
  * Inserts a batch in one statement. Rows whose (job, step, sampleIndex) is already stored are
- * skipped, so a replayed batch changes nothing. Returns how many rows were new and the highest id.
+ * skipped, so a replayed batch changes nothing; the per-epoch totals are updated by the same
+ * statement from exactly the rows that were new. The batch travels as one JSON parameter
+ * unpacked by json_to_recordset, so the statement has three parameters whatever its size
+ * (and both drivers bind it the same way).
  */
 export async function insertPredictions(
   db: Db,
   params: { jobId: string; userId: string; rows: PredictionRowInput[] },
 ): Promise<{ inserted: number; maxId: number | null }> {
   if (params.rows.length === 0) return { inserted: 0, maxId: null };
-  const inserted = await db
-    .insert(trainingPredictions)
-    .values(params.rows.map((row) => ({ jobId: params.jobId, userId: params.userId, ...row })))
-    .onConflictDoNothing({ target: [trainingPredictions.jobId, trainingPredictions.step, trainingPredictions.sampleIndex] })
-    .returning({ id: trainingPredictions.id });
-  const maxId = inserted.reduce<number | null>((max, row) => (max === null || row.id > max ? row.id : max), null);
-  return { inserted: inserted.length, maxId };
+  const result = await db.execute(sql`
+    with new_rows as (
+      insert into ${trainingPredictions} (job_id, user_id, epoch, step, sample_index, trigger, prompt, ground_truth, prediction)
+      select ${params.jobId}::uuid, ${params.userId}::uuid, r.epoch, r.step, r."sampleIndex", r.trigger, r.prompt, r."groundTruth", r.prediction
+      from json_to_recordset(${JSON.stringify(params.rows)}::json)
+        as r(epoch int, step int, "sampleIndex" int, trigger text, prompt text, "groundTruth" text, prediction text)
+      on conflict (job_id, step, sample_index) do nothing
+      returning id, epoch, step, trigger, created_at
+    ), stats as (
+      insert into ${predictionEpochStats} as s (job_id, user_id, epoch, trigger, count, min_step, max_step, last_write_at)
+      select ${params.jobId}::uuid, ${params.userId}::uuid, epoch, trigger, count(*), min(step), max(step), max(created_at)
+      from new_rows group by epoch, trigger
+      on conflict (job_id, epoch, trigger) do update set
+        count = s.count + excluded.count,
+        min_step = least(s.min_step, excluded.min_step),
+        max_step = greatest(s.max_step, excluded.max_step),
+        last_write_at = greatest(s.last_write_at, excluded.last_write_at)
+    )
+    select count(*)::int as inserted, max(id)::bigint as max_id from new_rows`);
+  const [row] = rowsOf<{ inserted: number; max_id: string | number | null }>(result);
+  return { inserted: Number(row?.inserted ?? 0), maxId: row?.max_id === null || row?.max_id === undefined ? null : Number(row.max_id) };
 }
 
-export async function countPredictions(db: Db, params: { jobId: string }): Promise<number> {
-  const [row] = await db
-    .select({ count: sql<number>`count(*)::int` })
-    .from(trainingPredictions)
-    .where(eq(trainingPredictions.jobId, params.jobId));
-  return row?.count ?? 0;
+/** Recomputes a job's per-epoch totals from its rows (after bulk loads that bypass insertPredictions). */
+export async function rebuildEpochStats(db: Db, params: { jobId: string }): Promise<void> {
+  await db.execute(sql`
+    insert into ${predictionEpochStats} as s (job_id, user_id, epoch, trigger, count, min_step, max_step, last_write_at)
+    select job_id, user_id, epoch, trigger, count(*), min(step), max(step), max(created_at)
+    from ${trainingPredictions} where job_id = ${params.jobId}
+    group by job_id, user_id, epoch, trigger
+    on conflict (job_id, epoch, trigger) do update set
+      count = excluded.count, min_step = excluded.min_step, max_step = excluded.max_step, last_write_at = excluded.last_write_at`);
 }
+
 
 export interface PredictionFilters {
   jobId: string;
@@ -95,24 +116,39 @@ export function listPredictionsPage(db: Db, params: PredictionFilters & { after?
     .limit(params.limit);
 }
 
+/** How many rows match; without a search this reads the per-epoch totals, not the rows. */
 export async function countMatchingPredictions(db: Db, params: PredictionFilters): Promise<number> {
-  const [row] = await db.select({ count: sql<number>`count(*)::int` }).from(trainingPredictions).where(filterClause(params));
+  if (params.search) {
+    const [row] = await db.select({ count: sql<number>`count(*)::int` }).from(trainingPredictions).where(filterClause(params));
+    return row?.count ?? 0;
+  }
+  const [row] = await db
+    .select({ count: sql<number>`coalesce(sum(${predictionEpochStats.count}), 0)::int` })
+    .from(predictionEpochStats)
+    .where(
+      and(
+        eq(predictionEpochStats.jobId, params.jobId),
+        eq(predictionEpochStats.userId, params.userId),
+        params.epoch !== undefined ? eq(predictionEpochStats.epoch, params.epoch) : undefined,
+        params.trigger ? eq(predictionEpochStats.trigger, params.trigger) : undefined,
+      ),
+    );
   return row?.count ?? 0;
 }
 
 export function predictionEpochs(db: Db, params: { jobId: string; userId: string }) {
   return db
     .select({
-      epoch: trainingPredictions.epoch,
-      count: sql<number>`count(*)::int`,
-      minStep: sql<number>`min(${trainingPredictions.step})::int`,
-      maxStep: sql<number>`max(${trainingPredictions.step})::int`,
-      lastWriteAt: sql<string>`max(${trainingPredictions.createdAt})`,
+      epoch: predictionEpochStats.epoch,
+      count: sql<number>`sum(${predictionEpochStats.count})::int`,
+      minStep: sql<number>`min(${predictionEpochStats.minStep})::int`,
+      maxStep: sql<number>`max(${predictionEpochStats.maxStep})::int`,
+      lastWriteAt: sql<string>`max(${predictionEpochStats.lastWriteAt})`,
     })
-    .from(trainingPredictions)
-    .where(and(eq(trainingPredictions.jobId, params.jobId), eq(trainingPredictions.userId, params.userId)))
-    .groupBy(trainingPredictions.epoch)
-    .orderBy(trainingPredictions.epoch);
+    .from(predictionEpochStats)
+    .where(and(eq(predictionEpochStats.jobId, params.jobId), eq(predictionEpochStats.userId, params.userId)))
+    .groupBy(predictionEpochStats.epoch)
+    .orderBy(predictionEpochStats.epoch);
 }
 
 /** For each chosen epoch and sample, the latest prediction made in that epoch. */

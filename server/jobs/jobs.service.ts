@@ -275,11 +275,22 @@ export async function failOrphanedLocalJobs(deps: AppDeps): Promise<number> {
 
 /**
  * The user's jobs as they change (status, progress, heartbeats), from any server instance.
- * With a jobId, starts with that job's current state and follows only it.
+ * With a jobId, starts with that job's current state and follows only it. Ownership is
+ * checked before the stream opens.
  */
-export async function* streamJobUpdates(deps: AppDeps, userId: string, input: { jobId?: string | undefined }, signal: AbortSignal | undefined) {
-  const db = deps.database.db;
+export async function openJobUpdates(deps: AppDeps, userId: string, input: { jobId?: string | undefined }, signal: AbortSignal | undefined) {
   const first = input.jobId ? await assertOwnsJob(deps, userId, input.jobId) : undefined;
+  return streamJobUpdates(deps, userId, input, first, signal);
+}
+
+async function* streamJobUpdates(
+  deps: AppDeps,
+  userId: string,
+  input: { jobId?: string | undefined },
+  first: JobRecord | undefined,
+  signal: AbortSignal | undefined,
+) {
+  const db = deps.database.db;
   const changed = new Set<string>();
   const waker = new Waker();
   const stop = deps.live.onJobChange(userId, (jobId) => {

@@ -104,14 +104,24 @@ const LIVE_FALLBACK_POLL_MS = 5_000;
 /**
  * New predictions of a job as tracked events (id = the row's id). Resumes after lastEventId,
  * reading from the table, so a reconnect sees every row exactly once whatever it missed.
+ * Ownership is checked before the stream opens, so a refusal is an ordinary NOT_FOUND.
  */
-export async function* streamNewPredictions(
+export async function openPredictionStream(
   deps: AppDeps,
   userId: string,
   input: { jobId: string; lastEventId?: string | null | undefined },
   signal: AbortSignal | undefined,
 ) {
   await assertOwnsJob(deps, userId, input.jobId);
+  return streamNewPredictions(deps, userId, input, signal);
+}
+
+async function* streamNewPredictions(
+  deps: AppDeps,
+  userId: string,
+  input: { jobId: string; lastEventId?: string | null | undefined },
+  signal: AbortSignal | undefined,
+) {
   const db = deps.database.db;
   const resumeFrom = input.lastEventId ? Number(input.lastEventId) : NaN;
   let lastId = Number.isSafeInteger(resumeFrom) && resumeFrom >= 0 ? resumeFrom : await latestPredictionId(db, { jobId: input.jobId });

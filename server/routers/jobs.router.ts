@@ -22,7 +22,7 @@ import {
   jobMetrics,
   listUserJobs,
   rotateJobToken,
-  streamJobUpdates,
+  openJobUpdates,
   validateConfig,
 } from '../jobs/jobs.service';
 import { z } from 'zod';
@@ -50,6 +50,6 @@ export const jobsRouter = router({
   logs: userProcedure.input(jobLogsInput).output(jobLogsOutput).query(({ ctx, input }) => jobLogs(ctx.deps, ctx.userId, input)),
   onUpdate: userProcedure
     .input(z.object({ jobId: z.uuid('jobId must be a UUID').optional() }))
-    .subscription(({ ctx, input, signal }) => streamJobUpdates(ctx.deps, ctx.userId, input, signal)),
+    .subscription(({ ctx, input, signal }) => openJobUpdates(ctx.deps, ctx.userId, input, signal)),
   metrics: userProcedure.input(jobIdInput).output(jobMetricsOutput).query(({ ctx, input }) => jobMetrics(ctx.deps, ctx.userId, input.jobId)),
 });

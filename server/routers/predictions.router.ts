@@ -10,7 +10,7 @@ import {
   onNewInput,
 } from '../contract/predictions.schemas';
 import { jobIdInput } from '../contract/jobs.schemas';
-import { comparePredictions, createExportLink, listEpochs, listPredictions, streamNewPredictions } from '../predictions/predictions.service';
+import { comparePredictions, createExportLink, listEpochs, listPredictions, openPredictionStream } from '../predictions/predictions.service';
 import { router, userProcedure } from '../trpc/init';
 
 export const predictionsRouter = router({
@@ -25,7 +25,7 @@ export const predictionsRouter = router({
     .query(({ ctx, input }) => comparePredictions(ctx.deps, ctx.userId, input)),
   onNew: userProcedure
     .input(onNewInput)
-    .subscription(({ ctx, input, signal }) => streamNewPredictions(ctx.deps, ctx.userId, input, signal)),
+    .subscription(({ ctx, input, signal }) => openPredictionStream(ctx.deps, ctx.userId, input, signal)),
   exportLink: userProcedure
     .input(exportLinkInput)
     .output(z.object({ url: z.string(), expiresInSeconds: z.number() }))

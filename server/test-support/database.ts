@@ -49,6 +49,6 @@ async function withAdmin<T>(url: string, work: (client: pg.Client) => Promise<T>
 
 async function truncateAll(database: Database): Promise<void> {
   await database.db.execute(
-    sql`TRUNCATE users, datasets, training_jobs, training_predictions, training_metrics, job_events, job_logs RESTART IDENTITY CASCADE`,
+    sql`TRUNCATE users, datasets, training_jobs, training_predictions, prediction_epoch_stats, training_metrics, job_events, job_logs RESTART IDENTITY CASCADE`,
   );
 }

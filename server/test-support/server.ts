@@ -3,9 +3,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { EventSource } from 'eventsource';
 import { createApiClient } from '../../client/api/client';
 import { loadConfig, type AppConfig } from '../env';
-import { startServer, type RunningServer } from '../server';
+import { startServer, type RunningServer, type StartOptions } from '../server';
 import { createTestDatabase, type TestDatabase } from './database';
 
 export interface TestServer extends RunningServer {
@@ -19,17 +20,21 @@ export interface TestServer extends RunningServer {
 
 export async function startTestServer(
   env: Record<string, string> = {},
-  options: { spaDir?: string; database?: TestDatabase } = {},
+  options: { spaDir?: string; database?: TestDatabase; launchers?: StartOptions['launchers'] } = {},
 ): Promise<TestServer> {
   const database = options.database ?? (await createTestDatabase());
   const dataDir = await mkdtemp(path.join(tmpdir(), 'predictions-test-'));
   const config: AppConfig = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ...env });
-  const running = await startServer(config, { database, ...(options.spaDir ? { spaDir: options.spaDir } : {}) });
+  const running = await startServer(config, {
+    database,
+    ...(options.spaDir ? { spaDir: options.spaDir } : {}),
+    ...(options.launchers ? { launchers: options.launchers } : {}),
+  });
   return {
     ...running,
     database,
     dataDir,
-    client: (token) => createApiClient({ url: running.url, ...(token ? { token } : {}) }),
+    client: (token) => createApiClient({ url: running.url, EventSource, ...(token ? { token } : {}) }),
     async raw(procedure, init = {}) {
       const { token, query, headers, ...rest } = init;
       const response = await fetch(`${running.url}/trpc/${procedure}${query ?? ''}`, {

@@ -1,0 +1,257 @@
+// predictions.* over real HTTP: keyset paging that returns every row once, exact filters,
+// epoch comparison, live delivery with resume, exports, and owner scoping on all of it.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { errorDetails, type RouterOutputs } from '../../client/api/client';
+import { startTestServer, type TestServer } from '../test-support/server';
+import { createManualJob, createUser } from '../test-support/factories';
+import { seedPredictions } from '../test-support/seed';
+
+// Instances that share a database share their signing keys, as a real deployment must.
+const SHARED_SECRETS = { SESSION_SECRET: 's'.repeat(40), JOB_TOKEN_SECRET: 'j'.repeat(40) };
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer(SHARED_SECRETS);
+});
+afterAll(async () => {
+  await server?.close();
+});
+beforeEach(async () => {
+  await server.database.truncate();
+});
+
+type Item = RouterOutputs['predictions']['list']['items'][number];
+
+async function jobWithRows(count: number, options: { samples?: number; firesPerEpoch?: number } = {}) {
+  const user = await createUser(server.deps);
+  const job = await createManualJob(server.deps, user.id);
+  await seedPredictions(server.database.db, { jobId: job.jobId, userId: user.id, count, ...options });
+  return { user, ...job, api: server.client(user.token) };
+}
+
+async function pageThrough(api: ReturnType<TestServer['client']>, input: { jobId: string; epoch?: number; search?: string; limit: number }) {
+  const items: Item[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const page: RouterOutputs['predictions']['list'] = await api.predictions.list.query({ ...input, cursor });
+    items.push(...page.items);
+    cursor = page.nextCursor;
+    pages++;
+  } while (cursor);
+  return { items, pages };
+}
+
+function rows(n: number, step: number, from = 0) {
+  return Array.from({ length: n }, (_, i) => ({
+    epoch: 1,
+    step,
+    sampleIndex: from + i,
+    trigger: 'eval' as const,
+    prompt: `p${from + i}`,
+    groundTruth: `g${from + i}`,
+    prediction: `x${from + i}`,
+  }));
+}
+
+describe('predictions.list', () => {
+  it('pages through 100 000 predictions returning every row exactly once, in order', { timeout: 120_000 }, async () => {
+    const { api, jobId } = await jobWithRows(100_000);
+    const { items, pages } = await pageThrough(api, { jobId, limit: 200 });
+    expect(pages).toBe(500);
+    expect(items).toHaveLength(100_000);
+    expect(new Set(items.map((i) => i.id)).size).toBe(100_000);
+    for (let i = 1; i < items.length; i++) {
+      const [a, b] = [items[i - 1] as Item, items[i] as Item];
+      expect(a.step < b.step || (a.step === b.step && a.sampleIndex < b.sampleIndex)).toBe(true);
+    }
+  });
+
+  it('returns exactly the rows matching epoch, trigger and search, with counts', async () => {
+    const { api, jobId } = await jobWithRows(400, { samples: 10, firesPerEpoch: 4 });
+    const first = await api.predictions.list.query({ jobId, limit: 5 });
+    expect(first).toMatchObject({ totalCount: 400, epochCount: 10 });
+    const epoch3 = await pageThrough(api, { jobId, epoch: 3, limit: 7 });
+    expect(epoch3.items).toHaveLength(40);
+    expect(epoch3.items.every((i) => i.epoch === 3)).toBe(true);
+    const sample7 = await api.predictions.list.query({ jobId, search: 'SAMPLE 7', limit: 200 });
+    expect(sample7.totalCount).toBe(40);
+    expect(sample7.items.every((i) => i.prompt === 'prompt for sample 7')).toBe(true);
+    expect((await api.predictions.list.query({ jobId, trigger: 'steps', limit: 5 })).totalCount).toBe(0);
+    expect((await api.predictions.list.query({ jobId, epoch: 3, search: 'guess 1', limit: 200 })).totalCount).toBe(
+      epoch3.items.filter((i) => i.prediction.includes('guess 1')).length,
+    );
+  });
+
+  it('matches search text literally, wildcards included', async () => {
+    const { api, jobId, token } = await jobWithRows(0 + 1);
+    const pod = server.client(token);
+    await pod.pod.writePredictions.mutate({ predictions: [{ ...rows(1, 500)[0]!, prediction: '100% sure_thing' }] });
+    expect((await api.predictions.list.query({ jobId, search: '100%', limit: 10 })).totalCount).toBe(1);
+    expect((await api.predictions.list.query({ jobId, search: '%', limit: 10 })).totalCount).toBe(1);
+    expect((await api.predictions.list.query({ jobId, search: 'e_t', limit: 10 })).totalCount).toBe(1);
+    expect((await api.predictions.list.query({ jobId, search: 'sure_', limit: 10 })).totalCount).toBe(1);
+    expect((await api.predictions.list.query({ jobId, search: 's_re', limit: 10 })).totalCount).toBe(0);
+  });
+
+  it('refuses a limit above 200 and a forged cursor with 400', async () => {
+    const { api, jobId } = await jobWithRows(10);
+    expect(errorDetails(await api.predictions.list.query({ jobId, limit: 201 }).catch((e: unknown) => e))).toMatchObject({
+      httpStatus: 400,
+      message: expect.stringMatching(/limit must be at most 200/),
+    });
+    expect(errorDetails(await api.predictions.list.query({ jobId, limit: 5, cursor: 'garbage' }).catch((e: unknown) => e)).httpStatus).toBe(400);
+  });
+});
+
+describe('predictions.epochs and predictions.compare', () => {
+  it('lists each epoch with its count and step range', async () => {
+    const { api, jobId } = await jobWithRows(80, { samples: 10, firesPerEpoch: 4 });
+    const epochs = await api.predictions.epochs.query({ jobId });
+    expect(epochs.map((e) => [e.epoch, e.count, e.minStep, e.maxStep])).toEqual([
+      [1, 40, 5, 20],
+      [2, 40, 25, 40],
+    ]);
+  });
+
+  it('lines up the same samples across epochs, taking each epoch\'s latest prediction, with scores', async () => {
+    const user = await createUser(server.deps);
+    const { token, jobId } = await createManualJob(server.deps, user.id);
+    const pod = server.client(token);
+    const at = (epoch: number, step: number, predictions: string[]) =>
+      predictions.map((prediction, sampleIndex) => ({ epoch, step, sampleIndex, trigger: 'eval' as const, prompt: `q${sampleIndex}`, groundTruth: 'the cat sat', prediction }));
+    await pod.pod.writePredictions.mutate({ predictions: at(1, 10, ['dog', 'the dog']) });
+    await pod.pod.writePredictions.mutate({ predictions: at(1, 20, ['the', 'the dog']) });
+    await pod.pod.writePredictions.mutate({ predictions: at(2, 30, ['the cat sat']) });
+    const result = await server.client(user.token).predictions.compare.query({ jobId, epochs: [2, 1] });
+    expect(result.epochs).toEqual([1, 2]);
+    expect(result.samples.map((s) => s.sampleIndex)).toEqual([0, 1]);
+    const [s0, s1] = result.samples;
+    expect(s0?.predictions[0]).toMatchObject({ prediction: 'the', step: 20, exact: false });
+    expect(s0?.predictions[0]?.f1).toBeCloseTo(0.5, 5);
+    expect(s0?.predictions[1]).toMatchObject({ prediction: 'the cat sat', f1: 1, exact: true });
+    expect(s1?.predictions[1]).toBeNull();
+    expect(result.meanF1[1]).toBe(1);
+  });
+});
+
+describe('predictions.onNew', () => {
+  it('delivers a stored prediction within half a second and resumes after a drop with no gap or repeat', async () => {
+    const user = await createUser(server.deps);
+    const { token, jobId } = await createManualJob(server.deps, user.id);
+    const api = server.client(user.token);
+    const pod = server.client(token).pod;
+
+    const received: Array<{ id: string; sampleIndex: number; at: number }> = [];
+    const listen = (lastEventId?: string) =>
+      api.predictions.onNew.subscribe(
+        { jobId, ...(lastEventId ? { lastEventId } : {}) },
+        { onData: (event) => received.push({ id: event.id, sampleIndex: event.data.sampleIndex, at: Date.now() }) },
+      );
+    const waitFor = async (n: number) => {
+      const deadline = Date.now() + 5_000;
+      while (received.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(received.length).toBe(n);
+    };
+
+    let subscription = listen();
+    await new Promise((r) => setTimeout(r, 300)); // the stream is open
+    const writtenAt = Date.now();
+    await pod.writePredictions.mutate({ predictions: rows(3, 1) });
+    await waitFor(3);
+    expect(received[2]!.at - writtenAt).toBeLessThan(500);
+
+    subscription.unsubscribe();
+    await pod.writePredictions.mutate({ predictions: rows(4, 2) });
+    subscription = listen(received.at(-1)!.id);
+    await waitFor(7);
+    await pod.writePredictions.mutate({ predictions: rows(2, 3) });
+    await waitFor(9);
+    subscription.unsubscribe();
+    expect(received.map((r) => r.sampleIndex)).toEqual([0, 1, 2, 0, 1, 2, 3, 0, 1]);
+    expect(new Set(received.map((r) => r.id)).size).toBe(9);
+  });
+
+  it('delivers to subscribers of a second server instance on the same database', async () => {
+    const second = await startTestServer(SHARED_SECRETS, { database: server.database });
+    try {
+      const user = await createUser(server.deps);
+      const { token, jobId } = await createManualJob(server.deps, user.id);
+      const got: number[] = [];
+      const subscription = second.client(user.token).predictions.onNew.subscribe({ jobId }, { onData: (e) => got.push(e.data.sampleIndex) });
+      await new Promise((r) => setTimeout(r, 300));
+      await server.client(token).pod.writePredictions.mutate({ predictions: rows(2, 1) });
+      const deadline = Date.now() + 3_000;
+      while (got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      subscription.unsubscribe();
+      expect(got).toEqual([0, 1]);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+describe('exports', () => {
+  it('streams JSONL and CSV of every prediction, in order, through a short-lived link', async () => {
+    const { api, jobId } = await jobWithRows(2_500);
+    const jsonl = await api.predictions.exportLink.mutate({ jobId, format: 'jsonl' });
+    const res = await fetch(`${server.url}${jsonl.url}`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-disposition')).toContain(`predictions-${jobId}.jsonl`);
+    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as Item);
+    expect(lines).toHaveLength(2_500);
+    expect(new Set(lines.map((l) => l.id)).size).toBe(2_500);
+
+    const csv = await api.predictions.exportLink.mutate({ jobId, format: 'csv' });
+    const text = await (await fetch(`${server.url}${csv.url}`)).text();
+    const csvLines = text.trim().split('\r\n');
+    expect(csvLines[0]).toBe('id,epoch,step,sampleIndex,trigger,prompt,groundTruth,prediction,createdAt');
+    expect(csvLines).toHaveLength(2_501);
+  });
+
+  it('quotes CSV cells and neutralises formulas', async () => {
+    const user = await createUser(server.deps);
+    const { token, jobId } = await createManualJob(server.deps, user.id);
+    await server.client(token).pod.writePredictions.mutate({
+      predictions: [{ ...rows(1, 1)[0]!, prompt: 'a, "quoted"\nline', prediction: '=HYPERLINK("x")' }],
+    });
+    const link = await server.client(user.token).predictions.exportLink.mutate({ jobId, format: 'csv' });
+    const text = await (await fetch(`${server.url}${link.url}`)).text();
+    expect(text).toContain('"a, ""quoted""\nline"');
+    expect(text).toContain(`"'=HYPERLINK(""x"")"`);
+  });
+
+  it('refuses a forged, tampered or cross-job link', async () => {
+    const { api, jobId } = await jobWithRows(5);
+    const link = await api.predictions.exportLink.mutate({ jobId, format: 'jsonl' });
+    const other = await jobWithRows(5);
+    const crossJob = link.url.replace(jobId, other.jobId);
+    for (const url of [crossJob, `/api/export/${jobId}.jsonl?token=abc`, `/api/export/${jobId}.jsonl`, link.url.replace('.jsonl?', '.exe?')]) {
+      expect((await fetch(`${server.url}${url}`)).status, url).toBe(401);
+    }
+  });
+});
+
+describe("another user's job", () => {
+  it('is NOT_FOUND for every predictions procedure and yields no event', async () => {
+    const { jobId, token } = await jobWithRows(20);
+    const bob = server.client((await createUser(server.deps)).token);
+    for (const call of [
+      () => bob.predictions.list.query({ jobId, limit: 10 }),
+      () => bob.predictions.epochs.query({ jobId }),
+      () => bob.predictions.compare.query({ jobId, epochs: [1] }),
+      () => bob.predictions.exportLink.mutate({ jobId, format: 'csv' }),
+    ]) {
+      expect(errorDetails(await call().catch((e: unknown) => e))).toMatchObject({ httpStatus: 404, message: 'Job not found' });
+    }
+    const events: unknown[] = [];
+    const errors: unknown[] = [];
+    const sub = bob.predictions.onNew.subscribe({ jobId }, { onData: (e) => events.push(e), onError: (e) => errors.push(e) });
+    await new Promise((r) => setTimeout(r, 300));
+    await server.client(token).pod.writePredictions.mutate({ predictions: rows(2, 999) });
+    await new Promise((r) => setTimeout(r, 500));
+    sub.unsubscribe();
+    expect(events).toHaveLength(0);
+    expect(errorDetails(errors[0]).code).toBe('NOT_FOUND');
+  });
+});
