@@ -29,6 +29,7 @@ const envSchema = z.object({
   MAX_BATCH_CALLS: z.coerce.number().int().min(1).max(100).default(16),
   TRUST_PROXY: flag.default(false),
   LOCAL_MAX_CONCURRENT: z.coerce.number().int().min(1).max(64).default(2),
+  DIAGNOSTICS_CONNECT_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
   LOG_REQUESTS: flag.default(false),
 });
 
@@ -48,6 +49,8 @@ export interface AppConfig {
   logRequests: boolean;
   /** How many local-launcher trainer processes may run at once; more wait in a queue. */
   localMaxConcurrent: number;
+  /** How long after deploy a pod may take to connect before diagnostics call it a failure. */
+  connectGraceSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -83,5 +86,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy: e.TRUST_PROXY,
     logRequests: e.LOG_REQUESTS,
     localMaxConcurrent: e.LOCAL_MAX_CONCURRENT,
+    connectGraceSeconds: e.DIAGNOSTICS_CONNECT_GRACE_SECONDS,
   };
 }

@@ -2,7 +2,7 @@
 // clause, so another user's job id finds nothing. Pod-facing functions take the job id from a
 // verified job token; the one lookup that skips the owner is named unsafe… and has one caller.
 import { and, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
-import type { Db } from '../client';
+import { rowsOf, type Db } from '../client';
 import { datasets, jobEvents, jobLogs, predictionEpochStats, trainingJobs, trainingMetrics, type JobStatus, type PodReport } from '../schema';
 import type { JobConfig } from '../../server/contract/job-config';
 
@@ -252,4 +252,35 @@ export function listMetrics(db: Db, params: { jobId: string }) {
     .where(eq(trainingMetrics.jobId, params.jobId))
     .orderBy(trainingMetrics.name, trainingMetrics.step)
     .limit(100_000);
+}
+
+/** The ledger summarised for diagnostics: per kind and reason, how often, when last, and the last detail. */
+export async function summarizeJobEvents(db: Db, params: { jobId: string }) {
+  const rows = await db.execute(sql`
+    select kind, coalesce(detail->>'reason', '') as reason, count(*)::int as count,
+           coalesce(sum(case when jsonb_typeof(detail->'count') = 'number' then (detail->>'count')::int end), 0)::int as counted,
+           max(created_at) as last_at,
+           (array_agg(detail order by id desc))[1] as last_detail
+    from ${jobEvents} where job_id = ${params.jobId}
+    group by kind, coalesce(detail->>'reason', '')`);
+  return rowsOf<{ kind: string; reason: string; count: number; counted: number; last_at: string | Date; last_detail: Record<string, unknown> }>(rows).map((r) => ({
+    kind: r.kind,
+    reason: r.reason,
+    count: Number(r.count),
+    /** The sum of the events' own `count` fields (e.g. rows refused across batches). */
+    counted: Number(r.counted),
+    lastAt: new Date(r.last_at),
+    lastDetail: r.last_detail,
+  }));
+}
+
+export async function predictionTotals(db: Db, params: { jobId: string }) {
+  const [row] = await db
+    .select({
+      count: sql<number>`coalesce(sum(${predictionEpochStats.count}), 0)::int`,
+      lastWriteAt: sql<string | null>`max(${predictionEpochStats.lastWriteAt})`,
+    })
+    .from(predictionEpochStats)
+    .where(eq(predictionEpochStats.jobId, params.jobId));
+  return { count: row?.count ?? 0, lastWriteAt: row?.lastWriteAt ? new Date(row.lastWriteAt) : null };
 }

@@ -2,6 +2,7 @@
 import { router } from '../trpc/init';
 import { authRouter } from './auth.router';
 import { datasetsRouter } from './datasets.router';
+import { diagnosticsRouter } from './diagnostics.router';
 import { jobsRouter } from './jobs.router';
 import { podRouter } from './pod.router';
 import { predictionsRouter } from './predictions.router';
@@ -9,6 +10,7 @@ import { predictionsRouter } from './predictions.router';
 export const appRouter = router({
   auth: authRouter,
   datasets: datasetsRouter,
+  diagnostics: diagnosticsRouter,
   jobs: jobsRouter,
   pod: podRouter,
   predictions: predictionsRouter,

@@ -1,0 +1,29 @@
+// diagnostics.job: gathers what is known about one of the user's jobs and runs the checks.
+import type { AppDeps } from '../deps';
+import type { DiagnosticsOutput } from '../contract/diagnostics.schemas';
+import { assertOwnsJob } from '../jobs/jobs.service';
+import { predictionTotals, summarizeJobEvents } from '../../db/queries/jobs';
+import { diagnose } from './checks';
+
+export async function diagnoseJob(deps: AppDeps, userId: string, jobId: string): Promise<DiagnosticsOutput> {
+  const job = await assertOwnsJob(deps, userId, jobId);
+  const db = deps.database.db;
+  const [events, stored] = await Promise.all([summarizeJobEvents(db, { jobId }), predictionTotals(db, { jobId })]);
+  const now = new Date();
+  const result = diagnose({
+    now,
+    status: job.status,
+    launcher: job.launcher,
+    config: job.config,
+    datasetRows: job.datasetRows,
+    createdAt: job.createdAt,
+    finishedAt: job.finishedAt,
+    error: job.error,
+    podReport: job.podReport,
+    lastHeartbeatAt: job.lastHeartbeatAt,
+    stored,
+    events,
+    connectGraceSeconds: deps.config.connectGraceSeconds,
+  });
+  return { ...result, checkedAt: now.toISOString() };
+}
