@@ -51,6 +51,16 @@ export async function getJob(db: Db, params: { userId: string; jobId: string }) 
   return rows[0];
 }
 
+/** Whether the job exists and is the user's: the cheap check in front of reads that only need that. */
+export async function isJobOwnedBy(db: Db, params: { userId: string; jobId: string }): Promise<boolean> {
+  const rows = await db
+    .select({ id: trainingJobs.id })
+    .from(trainingJobs)
+    .where(and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId)))
+    .limit(1);
+  return rows.length > 0;
+}
+
 /** Newest first, keyset-paginated on (created_at, id). */
 export async function listJobs(db: Db, params: { userId: string; limit: number; before?: { createdAt: Date; id: string } }) {
   const { before } = params;

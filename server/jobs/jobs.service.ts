@@ -15,6 +15,7 @@ import {
   insertJob,
   insertJobEvent,
   insertLogLines,
+  isJobOwnedBy,
   LIVE_STATUSES,
   listJobs,
   listLogLines,
@@ -208,7 +209,7 @@ export async function rotateJobToken(deps: AppDeps, userId: string, jobId: strin
 }
 
 export async function jobLogs(deps: AppDeps, userId: string, input: { jobId: string; afterId: number; limit: number }) {
-  await assertOwnsJob(deps, userId, input.jobId);
+  await assertJobVisible(deps, userId, input.jobId);
   const lines = await listLogLines(deps.database.db, input);
   return {
     lines: lines.map((l) => ({ ...l, createdAt: l.createdAt.toISOString() })),
@@ -217,8 +218,13 @@ export async function jobLogs(deps: AppDeps, userId: string, input: { jobId: str
 }
 
 export async function jobMetrics(deps: AppDeps, userId: string, jobId: string) {
-  await assertOwnsJob(deps, userId, jobId);
+  await assertJobVisible(deps, userId, jobId);
   return { points: await listMetrics(deps.database.db, { jobId }) };
+}
+
+/** Throws NOT_FOUND unless the job is the user's; for reads that need nothing else of the job. */
+export async function assertJobVisible(deps: AppDeps, userId: string, jobId: string): Promise<void> {
+  if (!(await isJobOwnedBy(deps.database.db, { userId, jobId }))) throw notFound('Job');
 }
 
 export async function assertOwnsJob(deps: AppDeps, userId: string, jobId: string): Promise<JobRecord> {

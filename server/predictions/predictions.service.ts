@@ -8,7 +8,7 @@ import type { AppDeps } from '../deps';
 import { exactMatch, tokenF1 } from '../contract/scoring';
 import type { CompareOutput, PredictionItem } from '../contract/predictions.schemas';
 import type { PredictionTrigger } from '../contract/triggers';
-import { assertOwnsJob } from '../jobs/jobs.service';
+import { assertJobVisible } from '../jobs/jobs.service';
 import { Waker } from '../live/live-hub';
 import {
   countMatchingPredictions,
@@ -44,7 +44,7 @@ export interface ListInput {
 }
 
 export async function listPredictions(deps: AppDeps, userId: string, input: ListInput) {
-  await assertOwnsJob(deps, userId, input.jobId);
+  await assertJobVisible(deps, userId, input.jobId);
   const db = deps.database.db;
   const filters = { jobId: input.jobId, userId, epoch: input.epoch, trigger: input.trigger, search: input.search || undefined };
   const after = input.cursor ? decodeCursor(input.cursor) : undefined;
@@ -66,13 +66,13 @@ export async function listPredictions(deps: AppDeps, userId: string, input: List
 }
 
 export async function listEpochs(deps: AppDeps, userId: string, jobId: string) {
-  await assertOwnsJob(deps, userId, jobId);
+  await assertJobVisible(deps, userId, jobId);
   const rows = await predictionEpochs(deps.database.db, { jobId, userId });
   return rows.map((r) => ({ ...r, lastWriteAt: new Date(r.lastWriteAt).toISOString() }));
 }
 
 export async function comparePredictions(deps: AppDeps, userId: string, input: { jobId: string; epochs: number[] }): Promise<CompareOutput> {
-  await assertOwnsJob(deps, userId, input.jobId);
+  await assertJobVisible(deps, userId, input.jobId);
   const epochs = [...new Set(input.epochs)].sort((a, b) => a - b);
   const rows = await latestPerEpochAndSample(deps.database.db, { jobId: input.jobId, userId, epochs });
   const bySample = new Map<number, CompareOutput['samples'][number]>();
@@ -112,7 +112,7 @@ export async function openPredictionStream(
   input: { jobId: string; lastEventId?: string | null | undefined },
   signal: AbortSignal | undefined,
 ) {
-  await assertOwnsJob(deps, userId, input.jobId);
+  await assertJobVisible(deps, userId, input.jobId);
   return streamNewPredictions(deps, userId, input, signal);
 }
 
@@ -162,7 +162,7 @@ export async function writeExport(
   out: Writable,
   isClosed: () => boolean,
 ): Promise<number> {
-  await assertOwnsJob(deps, scope.userId, scope.jobId);
+  await assertJobVisible(deps, scope.userId, scope.jobId);
   const write = (chunk: string) =>
     out.write(chunk) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve()));
   if (format === 'csv') await write(`${EXPORT_COLUMNS.join(',')}\r\n`);
@@ -191,7 +191,7 @@ const EXPORT_LINK_SECONDS = 300;
 
 /** A download link for a job's predictions, valid for a few minutes; the path is relative to the server. */
 export async function createExportLink(deps: AppDeps, userId: string, input: { jobId: string; format: 'jsonl' | 'csv' }) {
-  await assertOwnsJob(deps, userId, input.jobId);
+  await assertJobVisible(deps, userId, input.jobId);
   const token = await signExportToken(deps.secrets.session, { jobId: input.jobId, userId }, EXPORT_LINK_SECONDS);
   return { url: `/api/export/${input.jobId}.${input.format}?token=${encodeURIComponent(token)}`, expiresInSeconds: EXPORT_LINK_SECONDS };
 }
