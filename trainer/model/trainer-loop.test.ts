@@ -115,7 +115,7 @@ describe('Trainer determinism', () => {
 });
 
 describe('Trainer lifecycle (Hugging Face semantics)', () => {
-  it('counts optimizer steps, exposes fractional and integer epochs, and orders step end → evaluate → epoch end', async () => {
+  it('counts optimizer steps, exposes fractional and integer epochs, and orders epoch end → evaluate for epoch evaluation', async () => {
     const run = await runJob(config({ epochs: 2 }));
     const steps = run.events.filter((e) => e.event === 'stepEnd').map((e) => e.state);
     expect(steps.map((s) => s.globalStep)).toEqual(Array.from({ length: 2 * STEPS_PER_EPOCH }, (_, i) => i + 1));
@@ -130,9 +130,15 @@ describe('Trainer lifecycle (Hugging Face semantics)', () => {
     expect(steps[STEPS_PER_EPOCH]?.epochNumber).toBe(2);
 
     const around = (step: number) => run.events.filter((e) => e.state.globalStep === step).map((e) => e.event);
-    expect(around(STEPS_PER_EPOCH)).toEqual(['stepEnd', 'evaluate', 'epochEnd']);
-    expect(around(2 * STEPS_PER_EPOCH)).toEqual(['stepEnd', 'evaluate', 'epochEnd', 'trainEnd']);
+    expect(around(STEPS_PER_EPOCH)).toEqual(['stepEnd', 'epochEnd', 'evaluate']);
+    expect(around(2 * STEPS_PER_EPOCH)).toEqual(['stepEnd', 'epochEnd', 'evaluate', 'trainEnd']);
     expect(run.events.find((e) => e.event === 'epochEnd')?.state.epoch).toBe(1);
+  });
+
+  it('evaluates right after the step with step-based evaluation, before the epoch ends', async () => {
+    const run = await runJob(config({ epochs: 1, evalStrategy: 'steps', evalSteps: STEPS_PER_EPOCH }));
+    const around = (step: number) => run.events.filter((e) => e.state.globalStep === step).map((e) => e.event);
+    expect(around(STEPS_PER_EPOCH)).toEqual(['stepEnd', 'evaluate', 'epochEnd', 'trainEnd']);
   });
 
   it('never evaluates with evalStrategy "no"', async () => {

@@ -1,7 +1,7 @@
 // The training loop, with Hugging Face Trainer's lifecycle: one optimizer step per batch of
 // `batchSize` rows (global_step counts them), evaluation per the eval strategy, and callbacks
-// in HF's order — at an epoch end that is also an evaluation point: onStepEnd → onEvaluate →
-// onEpochEnd. The loop is async and hands the event loop back every few milliseconds, so the
+// in HF's order: step-based evaluation runs right after on_step_end (so before on_epoch_end on
+// an epoch's last step), epoch-based evaluation right after on_epoch_end. The loop is async and hands the event loop back every few milliseconds, so the
 // pod's uploads and heartbeats keep flowing while it trains; it never waits on them.
 import { stepsPerEpoch as countStepsPerEpoch, type TrainingConfig } from '../../server/contract/job-config';
 import { encodeExample, encodePrompt, promptWordWeights, splitDataset, type DatasetSplit, type PromptCompletion } from './data';
@@ -162,8 +162,8 @@ export class Trainer implements TextGenerator {
       }
       const trainLoss = epochLoss / this.stepsPerEpoch;
       epochTrainLosses.push(trainLoss);
-      if (shouldEvaluate(this.training, 'epochEnd', this.globalStep)) await runEvaluation();
       callbacks.onEpochEnd?.(this.state(), { trainLoss });
+      if (shouldEvaluate(this.training, 'epochEnd', this.globalStep)) await runEvaluation();
     }
     const state = this.state();
     callbacks.onTrainEnd?.(state, { completed });
