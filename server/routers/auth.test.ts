@@ -1,20 +1,12 @@
 // auth.* over real HTTP against a real database: every bad input answers 4xx with a message.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import { signSessionToken, TOKEN_ISSUER } from '../auth/tokens';
-import { startTestServer, type TestServer } from '../test-support/server';
+import { useTestServer, type TestServer } from '../test-support/server';
 import { createUser, TEST_PASSWORD, uniqueEmail } from '../test-support/factories';
 
 let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer();
-});
-afterAll(async () => {
-  await server?.close();
-});
-beforeEach(async () => {
-  await server.database.truncate();
-});
+useTestServer((started) => (server = started));
 
 type ErrorBody = { error: { message: string; data: { code: string; httpStatus: number; field: string | null } } };
 const errorOf = (body: unknown) => (body as ErrorBody).error;

@@ -1,21 +1,13 @@
 // datasets.* over real HTTP: JSONL parsing with line numbers, limits, ownership, the example.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { errorDetails } from '../../client/api/client';
 import { DATASET_MAX_ROWS } from '../contract/datasets.schemas';
 import { EXAMPLE_DATASET_NAME } from '../datasets/datasets.service';
-import { startTestServer, type TestServer } from '../test-support/server';
+import { useTestServer, type TestServer } from '../test-support/server';
 import { createUser } from '../test-support/factories';
 
 let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer();
-});
-afterAll(async () => {
-  await server?.close();
-});
-beforeEach(async () => {
-  await server.database.truncate();
-});
+useTestServer((started) => (server = started));
 
 const lines = (n: number, make = (i: number) => ({ prompt: `p${i}`, completion: `c${i}` })) =>
   Array.from({ length: n }, (_, i) => JSON.stringify(make(i))).join('\n');

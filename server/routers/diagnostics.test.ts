@@ -1,25 +1,18 @@
 // diagnostics.job names the cause of every failure mode of the seed incident report, through
 // the real API: each scenario is staged the way it happens (a pod's calls, a token's refusal).
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { errorDetails } from '../../client/api/client';
 import { jobConfig } from '../contract/job-config';
 import { insertJob } from '../../db/queries/jobs';
 import { signJobToken } from '../auth/tokens';
-import { startTestServer, type TestServer } from '../test-support/server';
+import { useTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createManualJob, createUser } from '../test-support/factories';
 import { craftJobToken } from '../test-support/tokens';
 import { diagnose, type JobFacts } from '../diagnostics/checks';
+import { CHECK_IDS } from '../contract/diagnostics.schemas';
 
 let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer({ DIAGNOSTICS_CONNECT_GRACE_SECONDS: '0' });
-});
-afterAll(async () => {
-  await server?.close();
-});
-beforeEach(async () => {
-  await server.database.truncate();
-});
+useTestServer((started) => (server = started), { DIAGNOSTICS_CONNECT_GRACE_SECONDS: '0' });
 
 const cloudEnv = { JOB_ID: true, JOB_TOKEN: true, API_URL: true };
 const counters = (generated: number, persisted: number, spooled = 0, rejected = 0) => ({ generated, persisted, spooled, rejected });
@@ -43,18 +36,7 @@ describe('diagnostics.job', () => {
     const result = await s.diagnose();
     expect(result.checks.filter((c) => c.status !== 'pass')).toEqual([]);
     expect(result).toMatchObject({ status: 'healthy', rootCause: null });
-    expect(result.checks.map((c) => c.id)).toEqual([
-      'predictions_enabled',
-      'trigger_can_fire',
-      'pod_connected',
-      'pod_mode',
-      'token_rejections',
-      'trigger_fired',
-      'writes_persisted',
-      'rows_rejected',
-      'job_failure',
-      'predictions_present',
-    ]);
+    expect(result.checks.map((c) => c.id)).toEqual([...CHECK_IDS]);
   });
 
   it('seed: eval trigger with evaluation off, so the callback never fires', async () => {

@@ -1,19 +1,11 @@
 // jobs.* over real HTTP: configuration checks, deploy with the manual launcher, owner scoping.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { errorDetails } from '../../client/api/client';
-import { startTestServer, type TestServer } from '../test-support/server';
+import { useTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createManualJob, createUser } from '../test-support/factories';
 
 let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer();
-});
-afterAll(async () => {
-  await server?.close();
-});
-beforeEach(async () => {
-  await server.database.truncate();
-});
+useTestServer((started) => (server = started));
 
 async function userWithDataset(count = 40) {
   const user = await createUser(server.deps);

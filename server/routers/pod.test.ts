@@ -4,23 +4,15 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { eq } from 'drizzle-orm';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { jobEvents, trainingPredictions } from '../../db/schema';
 import { FIELD_LIMITS, PREDICTION_BATCH_MAX } from '../contract/pod.schemas';
-import { startTestServer, type TestServer } from '../test-support/server';
+import { useTestServer, type TestServer } from '../test-support/server';
 import { createManualJob, createUser } from '../test-support/factories';
 import { craftJobToken, FOREIGN_KEY, unsignedJobToken } from '../test-support/tokens';
 
 let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer();
-});
-afterAll(async () => {
-  await server?.close();
-});
-beforeEach(async () => {
-  await server.database.truncate();
-});
+useTestServer((started) => (server = started));
 
 type Body = { result?: { data: unknown }; error?: { message: string; data: { httpStatus: number } } };
 const dataOf = <T>(body: unknown) => (body as Body).result?.data as T;

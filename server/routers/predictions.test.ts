@@ -1,8 +1,8 @@
 // predictions.* over real HTTP: keyset paging that returns every row once, exact filters,
 // epoch comparison, live delivery with resume, exports, and owner scoping on all of it.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { errorDetails, type RouterOutputs } from '../../client/api/client';
-import { startTestServer, type TestServer } from '../test-support/server';
+import { startTestServer, useTestServer, type TestServer } from '../test-support/server';
 import { createManualJob, createUser } from '../test-support/factories';
 import { seedPredictions } from '../test-support/seed';
 
@@ -10,15 +10,7 @@ import { seedPredictions } from '../test-support/seed';
 const SHARED_SECRETS = { SESSION_SECRET: 's'.repeat(40), JOB_TOKEN_SECRET: 'j'.repeat(40) };
 
 let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer(SHARED_SECRETS);
-});
-afterAll(async () => {
-  await server?.close();
-});
-beforeEach(async () => {
-  await server.database.truncate();
-});
+useTestServer((started) => (server = started), SHARED_SECRETS);
 
 type Item = RouterOutputs['predictions']['list']['items'][number];
 

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EventSource } from 'eventsource';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { createApiClient } from '../../client/api/client';
 import { loadConfig, type AppConfig } from '../env';
 import { startServer, type RunningServer, type StartOptions } from '../server';
@@ -60,4 +61,26 @@ export async function startTestServer(
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The usual lifecycle for a test file: one server for the file, every table emptied before each
+ * test. `onStart` receives the server (assign it to the file's variable).
+ */
+export function useTestServer(
+  onStart: (server: TestServer) => void,
+  env: Record<string, string> = {},
+  options: Parameters<typeof startTestServer>[1] = {},
+): void {
+  let server: TestServer | undefined;
+  beforeAll(async () => {
+    server = await startTestServer(env, options);
+    onStart(server);
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+  beforeEach(async () => {
+    await server?.database.truncate();
+  });
 }
