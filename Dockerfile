@@ -1,5 +1,7 @@
 # Multi-stage build: install and build with dev tools, run with production dependencies only,
-# as the unprivileged `node` user.
+# as the unprivileged `node` user. The same image can run the trainer for the kubernetes and
+# runpod launchers (KUBERNETES_IMAGE / RUNPOD_IMAGE): their default command is
+# `node --import tsx trainer/main.ts` in /app.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./

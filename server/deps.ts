@@ -1,14 +1,10 @@
 // Everything a request handler may reach, built once at start (server/server.ts) or per test.
-import path from 'node:path';
 import type { Database } from '../db/client';
 import type { AppConfig } from './env';
 import type { Secrets } from './secrets';
 import { FailureLimiter } from './auth/rate-limit';
 import type { LauncherRegistry } from './launchers/types';
-import { createManualLauncher } from './launchers/manual';
-import { createLocalLauncher } from './launchers/local';
-import { launcherEvents } from './jobs/jobs.service';
-import { PROJECT_ROOT } from './paths';
+import { createLauncherRegistry } from './launchers/registry';
 import { createLiveHub, type LiveHub } from './live/live-hub';
 
 /** The config as the running server sees it: the public URL is known once listening. */
@@ -44,18 +40,7 @@ export function createDeps(
     launchers: {},
     live: createLiveHub(database),
   };
-  deps.launchers = (options.launchers ?? defaultLaunchers)(deps);
+  // The launchers enabled by the config (server/launchers/registry.ts), unless a test supplies its own.
+  deps.launchers = (options.launchers ?? createLauncherRegistry)(deps);
   return deps;
-}
-
-export function defaultLaunchers(deps: AppDeps): LauncherRegistry {
-  return {
-    local: createLocalLauncher({
-      projectRoot: PROJECT_ROOT,
-      spoolDir: path.resolve(deps.config.dataDir, 'spool'),
-      maxConcurrent: deps.config.localMaxConcurrent,
-      events: launcherEvents(() => deps),
-    }),
-    manual: createManualLauncher(),
-  };
 }

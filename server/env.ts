@@ -1,6 +1,7 @@
 // The only reader of process.env: parses the environment once at start, so a bad value stops
 // the server with a message naming the variable instead of surfacing later as odd behaviour.
 import { z } from 'zod';
+import { LAUNCHERS, type LauncherName } from './contract/job-config';
 
 // 0 asks the OS for a free port (used by tests).
 const port = z.coerce.number().int().min(0).max(65_535);
@@ -9,6 +10,38 @@ const optionalSecret = z
   .min(32, 'must be at least 32 characters (generate one with: openssl rand -base64 48)')
   .optional();
 const flag = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
+
+/** A variable holding JSON, checked against a schema (used for argv lists, selectors, tolerations). */
+function jsonOf<T extends z.ZodType>(schema: T, example: string) {
+  return z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `must be JSON, e.g. ${example}` });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
+}
+const argv = jsonOf(z.array(z.string().min(1)).min(1), '["python3","train.py"]');
+const launcherList = z
+  .string()
+  .transform((text) => text.split(',').map((name) => name.trim()).filter(Boolean))
+  .pipe(z.array(z.enum(LAUNCHERS)).min(1, 'must name at least one launcher'));
+/** A Kubernetes resource quantity such as "16Gi" or "4" or "500m". */
+const quantity = z.string().regex(/^\d+(\.\d+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$/, 'must be a Kubernetes quantity such as 16Gi or 4');
+const toleration = z.strictObject({
+  key: z.string().optional(),
+  operator: z.enum(['Exists', 'Equal']).optional(),
+  value: z.string().optional(),
+  effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+  tolerationSeconds: z.number().int().optional(),
+});
+export type Toleration = z.infer<typeof toleration>;
+/** What the bundled trainer runs as inside the app image (WORKDIR /app). */
+const IMAGE_TRAINER_COMMAND = ['node', '--import', 'tsx', 'trainer/main.ts'];
 
 const envSchema = z.object({
   PORT: port.default(3000),
@@ -31,7 +64,85 @@ const envSchema = z.object({
   LOCAL_MAX_CONCURRENT: z.coerce.number().int().min(1).max(64).default(2),
   DIAGNOSTICS_CONNECT_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
   LOG_REQUESTS: flag.default(false),
+
+  // Launchers. Unset LAUNCHERS: local and manual, plus kubernetes / runpod when configured below.
+  LAUNCHERS: launcherList.optional(),
+  LOCAL_TRAINER_COMMAND: argv.optional(),
+
+  KUBERNETES_ENABLED: flag.optional(),
+  KUBECONFIG: z.string().optional(),
+  // Set by Kubernetes in every pod: the server itself runs in a cluster (service account config).
+  KUBERNETES_SERVICE_HOST: z.string().optional(),
+  KUBERNETES_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a Kubernetes namespace name').max(63).default('default'),
+  KUBERNETES_IMAGE: z.string().min(1).optional(),
+  KUBERNETES_IMAGE_PULL_SECRET: z.string().min(1).optional(),
+  KUBERNETES_COMMAND: argv.optional(),
+  KUBERNETES_GPU_COUNT: z.coerce.number().int().min(0).max(64).default(1),
+  KUBERNETES_GPU_RESOURCE: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'must be an extended resource name such as nvidia.com/gpu').default('nvidia.com/gpu'),
+  KUBERNETES_CPU: quantity.optional(),
+  KUBERNETES_MEMORY: quantity.optional(),
+  KUBERNETES_NODE_SELECTOR: jsonOf(z.record(z.string(), z.string()), '{"cloud.google.com/gke-accelerator":"nvidia-l4"}').optional(),
+  KUBERNETES_TOLERATIONS: jsonOf(z.array(toleration), '[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]').optional(),
+  KUBERNETES_TTL_SECONDS_AFTER_FINISHED: z.coerce.number().int().min(0).max(30 * 86_400).default(3_600),
+  KUBERNETES_POLL_SECONDS: z.coerce.number().int().min(1).max(3_600).default(10),
+
+  RUNPOD_API_KEY: z.string().min(1).optional(),
+  RUNPOD_API_URL: z.url().default('https://rest.runpod.io/v1'),
+  RUNPOD_IMAGE: z.string().min(1).optional(),
+  RUNPOD_GPU_TYPE: z
+    .string()
+    .transform((text) => text.split(',').map((name) => name.trim()).filter(Boolean))
+    .pipe(z.array(z.string()).min(1))
+    .optional(),
+  RUNPOD_GPU_COUNT: z.coerce.number().int().min(1).max(16).default(1),
+  RUNPOD_CLOUD_TYPE: z.enum(['SECURE', 'COMMUNITY']).optional(),
+  RUNPOD_CONTAINER_DISK_GB: z.coerce.number().int().min(1).max(2_000).default(20),
+  RUNPOD_COMMAND: argv.optional(),
+  RUNPOD_POLL_SECONDS: z.coerce.number().int().min(1).max(3_600).default(15),
 });
+
+/** Where the Kubernetes client finds its cluster and credentials. */
+export type KubeConfigSource = { kind: 'file'; path: string } | { kind: 'in-cluster' } | { kind: 'home' };
+
+export interface KubernetesSettings {
+  kubeconfig: KubeConfigSource;
+  namespace: string;
+  image: string;
+  imagePullSecret: string | null;
+  /** The container's command: runs the trainer with JOB_ID, JOB_TOKEN and API_URL set. */
+  command: string[];
+  gpuCount: number;
+  gpuResource: string;
+  cpu: string | null;
+  memory: string | null;
+  nodeSelector: Record<string, string>;
+  tolerations: Toleration[];
+  ttlSecondsAfterFinished: number;
+  pollSeconds: number;
+}
+
+export interface RunpodSettings {
+  /** Secret: never logged, never returned by launchers.list. */
+  apiKey: string;
+  apiUrl: string;
+  image: string;
+  gpuTypeIds: string[];
+  gpuCount: number;
+  cloudType: 'SECURE' | 'COMMUNITY' | null;
+  containerDiskInGb: number;
+  command: string[];
+  pollSeconds: number;
+}
+
+export interface LaunchersConfig {
+  /** The launchers this server offers, in order. */
+  enabled: LauncherName[];
+  local: { command: string[] | null };
+  /** Present exactly when the kubernetes launcher is enabled. */
+  kubernetes: KubernetesSettings | null;
+  /** Present exactly when the runpod launcher is enabled. */
+  runpod: RunpodSettings | null;
+}
 
 export interface AppConfig {
   port: number;
@@ -51,6 +162,7 @@ export interface AppConfig {
   localMaxConcurrent: number;
   /** How long after deploy a pod may take to connect before diagnostics call it a failure. */
   connectGraceSeconds: number;
+  launchers: LaunchersConfig;
 }
 
 export class ConfigError extends Error {
@@ -70,6 +182,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
   }
   const e = parsed.data;
+  const launchers = launchersConfig(e);
   return {
     port: e.PORT,
     host: e.HOST,
@@ -87,5 +200,65 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logRequests: e.LOG_REQUESTS,
     localMaxConcurrent: e.LOCAL_MAX_CONCURRENT,
     connectGraceSeconds: e.DIAGNOSTICS_CONNECT_GRACE_SECONDS,
+    launchers,
   };
+}
+
+/** Which launchers are on, and their settings; a launcher asked for but not fully configured is a ConfigError. */
+function launchersConfig(e: z.output<typeof envSchema>): LaunchersConfig {
+  const problems: string[] = [];
+  const kubernetesWanted = e.LAUNCHERS ? e.LAUNCHERS.includes('kubernetes') : e.KUBERNETES_ENABLED === true;
+  const runpodWanted = e.LAUNCHERS ? e.LAUNCHERS.includes('runpod') : e.RUNPOD_API_KEY !== undefined;
+  if (e.LAUNCHERS?.includes('kubernetes') && e.KUBERNETES_ENABLED === false) {
+    problems.push('LAUNCHERS: lists kubernetes, but KUBERNETES_ENABLED is false');
+  }
+
+  let kubernetes: KubernetesSettings | null = null;
+  if (kubernetesWanted) {
+    if (!e.KUBERNETES_IMAGE) problems.push('KUBERNETES_IMAGE: required when the kubernetes launcher is enabled (the image that runs the trainer)');
+    kubernetes = {
+      // A kubeconfig named explicitly wins; inside a cluster the service account; otherwise ~/.kube/config.
+      kubeconfig: e.KUBECONFIG
+        ? { kind: 'file', path: e.KUBECONFIG }
+        : e.KUBERNETES_SERVICE_HOST
+          ? { kind: 'in-cluster' }
+          : { kind: 'home' },
+      namespace: e.KUBERNETES_NAMESPACE,
+      image: e.KUBERNETES_IMAGE ?? '',
+      imagePullSecret: e.KUBERNETES_IMAGE_PULL_SECRET ?? null,
+      command: e.KUBERNETES_COMMAND ?? IMAGE_TRAINER_COMMAND,
+      gpuCount: e.KUBERNETES_GPU_COUNT,
+      gpuResource: e.KUBERNETES_GPU_RESOURCE,
+      cpu: e.KUBERNETES_CPU ?? null,
+      memory: e.KUBERNETES_MEMORY ?? null,
+      nodeSelector: e.KUBERNETES_NODE_SELECTOR ?? {},
+      tolerations: e.KUBERNETES_TOLERATIONS ?? [],
+      ttlSecondsAfterFinished: e.KUBERNETES_TTL_SECONDS_AFTER_FINISHED,
+      pollSeconds: e.KUBERNETES_POLL_SECONDS,
+    };
+  }
+
+  let runpod: RunpodSettings | null = null;
+  if (runpodWanted) {
+    if (!e.RUNPOD_API_KEY) problems.push('RUNPOD_API_KEY: required when the runpod launcher is enabled');
+    if (!e.RUNPOD_IMAGE) problems.push('RUNPOD_IMAGE: required when the runpod launcher is enabled (the image that runs the trainer)');
+    if (!e.RUNPOD_GPU_TYPE) problems.push('RUNPOD_GPU_TYPE: required when the runpod launcher is enabled, e.g. "NVIDIA GeForce RTX 4090" (several: comma-separated)');
+    runpod = {
+      apiKey: e.RUNPOD_API_KEY ?? '',
+      apiUrl: e.RUNPOD_API_URL.replace(/\/+$/, ''),
+      image: e.RUNPOD_IMAGE ?? '',
+      gpuTypeIds: e.RUNPOD_GPU_TYPE ?? [],
+      gpuCount: e.RUNPOD_GPU_COUNT,
+      cloudType: e.RUNPOD_CLOUD_TYPE ?? null,
+      containerDiskInGb: e.RUNPOD_CONTAINER_DISK_GB,
+      command: e.RUNPOD_COMMAND ?? IMAGE_TRAINER_COMMAND,
+      pollSeconds: e.RUNPOD_POLL_SECONDS,
+    };
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const enabled = e.LAUNCHERS
+    ? [...new Set(e.LAUNCHERS)]
+    : LAUNCHERS.filter((name) => name === 'local' || name === 'manual' || (name === 'kubernetes' && kubernetes) || (name === 'runpod' && runpod));
+  return { enabled, local: { command: e.LOCAL_TRAINER_COMMAND ?? null }, kubernetes, runpod };
 }

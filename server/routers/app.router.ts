@@ -4,6 +4,7 @@ import { authRouter } from './auth.router';
 import { datasetsRouter } from './datasets.router';
 import { diagnosticsRouter } from './diagnostics.router';
 import { jobsRouter } from './jobs.router';
+import { launchersRouter } from './launchers.router';
 import { podRouter } from './pod.router';
 import { predictionsRouter } from './predictions.router';
 
@@ -12,6 +13,7 @@ export const appRouter = router({
   datasets: datasetsRouter,
   diagnostics: diagnosticsRouter,
   jobs: jobsRouter,
+  launchers: launchersRouter,
   pod: podRouter,
   predictions: predictionsRouter,
 });
