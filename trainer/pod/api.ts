@@ -1,0 +1,125 @@
+// The pod's connection to the server: the repo's typed client (createApiClient) with a fetch that
+// gzips large bodies, gives every request a deadline, and turns a non-JSON answer (a proxy's
+// HTML 502, a load balancer's 404) into an error that still carries its HTTP status. Every
+// failure is classified once, here, into what the caller should do about it.
+import { gzipSync } from 'node:zlib';
+import { createApiClient, errorDetails, type ApiClient } from '../../client/api/client';
+
+export type PodApi = ApiClient;
+
+export interface PodApiOptions {
+  apiUrl: string;
+  token: string;
+  /** Deadline of one HTTP request; a hung connection counts as unreachable. */
+  timeoutMs?: number;
+  /** Bodies at least this large are sent gzipped. */
+  gzipMinBytes?: number;
+  fetch?: typeof fetch;
+}
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
+const DEFAULT_GZIP_MIN_BYTES = 1024;
+
+/** An answer that was not tRPC JSON: only its status and the start of its text are known. */
+export class HttpStatusError extends Error {
+  constructor(
+    readonly status: number,
+    bodyStart: string,
+  ) {
+    super(`HTTP ${status} from the server (not a tRPC answer)${bodyStart ? `: ${bodyStart}` : ''}`);
+    this.name = 'HttpStatusError';
+  }
+}
+
+export function podFetch(options: Pick<PodApiOptions, 'timeoutMs' | 'gzipMinBytes' | 'fetch'> = {}): typeof fetch {
+  const base = options.fetch ?? fetch;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const gzipMinBytes = options.gzipMinBytes ?? DEFAULT_GZIP_MIN_BYTES;
+  return async (input, init = {}) => {
+    const headers = new Headers(init.headers);
+    let body = init.body;
+    if (typeof body === 'string' && Buffer.byteLength(body) >= gzipMinBytes) {
+      body = new Uint8Array(gzipSync(body));
+      headers.set('content-encoding', 'gzip');
+    }
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = init.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
+    const response = await base(input, { ...init, headers, body, signal });
+    const type = response.headers.get('content-type') ?? '';
+    if (!response.ok && !type.includes('json')) {
+      const text = (await response.text().catch(() => '')).replace(/\s+/g, ' ').trim().slice(0, 200);
+      throw new HttpStatusError(response.status, text);
+    }
+    return response;
+  };
+}
+
+export function createPodApi(options: PodApiOptions): PodApi {
+  return createApiClient({ url: options.apiUrl, token: options.token, fetch: podFetch(options) });
+}
+
+/**
+ * What to do about a failed call:
+ * - `retry`: the network, a deadline, a 5xx or 429: the server may take it later.
+ * - `unauthorized`: 401: the token is expired, revoked, or its job ended; nothing this token
+ *   sends will be accepted again, so stop sending (spool instead) and say so.
+ * - `rejected`: any other 4xx: the server understood and refused; resending changes nothing.
+ */
+export interface PodCallFailure {
+  action: 'retry' | 'unauthorized' | 'rejected';
+  httpStatus: number | undefined;
+  message: string;
+  retryAfterMs: number | null;
+}
+
+function findHttpStatusError(error: unknown): HttpStatusError | null {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    if (current instanceof HttpStatusError) return current;
+    current = current.cause;
+  }
+  return null;
+}
+
+function rootMessage(error: unknown): string {
+  const messages: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    if (!messages.includes(current.message)) messages.push(current.message);
+    current = current.cause;
+  }
+  return messages.join(': ') || String(error);
+}
+
+export function classifyPodError(error: unknown): PodCallFailure {
+  const details = errorDetails(error);
+  const raw = findHttpStatusError(error);
+  const httpStatus = details.httpStatus ?? raw?.status;
+  const retryAfterMs = details.retryAfterSeconds !== null ? details.retryAfterSeconds * 1000 : null;
+  if (httpStatus === undefined) {
+    return { action: 'retry', httpStatus, message: `server unreachable (${rootMessage(error)})`, retryAfterMs };
+  }
+  const message = raw && details.httpStatus === undefined ? raw.message : details.message;
+  if (httpStatus >= 500 || httpStatus === 429 || httpStatus === 408) return { action: 'retry', httpStatus, message, retryAfterMs };
+  if (httpStatus === 401) return { action: 'unauthorized', httpStatus, message, retryAfterMs };
+  return { action: 'rejected', httpStatus, message, retryAfterMs };
+}
+
+/** Exponential backoff with full jitter: a random wait in [0, min(cap, base·2^attempt)). */
+export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
+  return Math.floor(random() * Math.min(capMs, baseMs * 2 ** attempt));
+}
+
+/** Resolves after `ms`, or early (without throwing) when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,277 @@
+// The predictions writer against a tiny local HTTP server that speaks tRPC's wire format and
+// misbehaves on cue (5xx, hangs, 4xx, 401, refused connections, HTML from a "proxy"), so every
+// path of retry / spool / drain is exercised over real sockets.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { PredictionRowInput } from '../../server/contract/pod.schemas';
+import { createPodApi } from './api';
+import { PodConnection, type PodLogger } from './connection';
+import { Spool } from './spool';
+import { PredictionWriter, type WriterOptions } from './writer';
+
+type Behaviour = 'ok' | 'error500' | 'html502' | 'error400' | 'error401' | 'hang' | 'destroy';
+
+interface Received {
+  encoding: string | undefined;
+  authorization: string | undefined;
+  rows: number;
+}
+
+class FakePodServer {
+  readonly stored = new Set<string>();
+  readonly received: Received[] = [];
+  /** Behaviours for the next requests, in order; then `fallback`. */
+  script: Behaviour[] = [];
+  fallback: Behaviour = 'ok';
+  /** Row indexes (within a batch) answered as rejected. */
+  rejectWhere: (row: PredictionRowInput) => string | null = () => null;
+  private server: Server | null = null;
+  port = 0;
+
+  async listen(port = 0): Promise<void> {
+    this.server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve) => this.server?.listen(port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    let body = Buffer.concat(chunks);
+    const encoding = req.headers['content-encoding'];
+    if (encoding === 'gzip') body = gunzipSync(body);
+    const input = (JSON.parse(body.toString('utf8')) as Record<string, { predictions: PredictionRowInput[] }>)['0'];
+    const rows = input?.predictions ?? [];
+    this.received.push({ encoding, authorization: req.headers.authorization, rows: rows.length });
+    const behaviour = this.script.shift() ?? this.fallback;
+    const error = (httpStatus: number, code: string, message: string) => {
+      res.writeHead(httpStatus, { 'content-type': 'application/json' });
+      res.end(JSON.stringify([{ error: { message, code: -32000, data: { code, httpStatus } } }]));
+    };
+    switch (behaviour) {
+      case 'hang':
+        return; // never answers; the client's deadline must end it
+      case 'destroy':
+        req.socket.destroy();
+        return;
+      case 'html502':
+        res.writeHead(502, { 'content-type': 'text/html' });
+        res.end('<html><body>Bad gateway</body></html>');
+        return;
+      case 'error500':
+        return error(500, 'INTERNAL_SERVER_ERROR', 'Internal server error');
+      case 'error400':
+        return error(400, 'BAD_REQUEST', 'predictions holds at most 1000 rows per batch; split the batch');
+      case 'error401':
+        return error(401, 'UNAUTHORIZED', 'The job has ended (cancelled); its token no longer accepts writes');
+      case 'ok': {
+        let inserted = 0;
+        let duplicates = 0;
+        const rejected: { index: number; reason: string }[] = [];
+        rows.forEach((row, index) => {
+          const reason = this.rejectWhere(row);
+          if (reason) return rejected.push({ index, reason });
+          const key = `${row.step}:${row.sampleIndex}`;
+          if (this.stored.has(key)) duplicates++;
+          else {
+            this.stored.add(key);
+            inserted++;
+          }
+        });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify([{ result: { data: { inserted, duplicates, rejected } } }]));
+      }
+    }
+  }
+}
+
+function rows(count: number, fromStep = 1, long = 0): PredictionRowInput[] {
+  return Array.from({ length: count }, (_, i) => ({
+    epoch: 1,
+    step: fromStep + Math.floor(i / 5),
+    sampleIndex: i % 5,
+    trigger: 'steps' as const,
+    prompt: `prompt ${i}`,
+    groundTruth: `answer ${i}`,
+    prediction: `guess ${i}${'x'.repeat(long)}`,
+  }));
+}
+
+function collectingLogger() {
+  const lines: string[] = [];
+  const log: PodLogger = {
+    debug: (m) => lines.push(`debug ${m}`),
+    info: (m) => lines.push(`info ${m}`),
+    warn: (m) => lines.push(`warn ${m}`),
+    error: (m) => lines.push(`error ${m}`),
+  };
+  return { log, lines };
+}
+
+let server: FakePodServer;
+let dir: string;
+const writers: PredictionWriter[] = [];
+
+beforeEach(async () => {
+  server = new FakePodServer();
+  await server.listen();
+  dir = mkdtempSync(path.join(tmpdir(), 'writer-test-'));
+});
+afterEach(async () => {
+  for (const writer of writers.splice(0)) await writer.close(0);
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function makeWriter(options: { url?: string; timeoutMs?: number } & Partial<WriterOptions> = {}) {
+  const { log, lines } = collectingLogger();
+  const connection = new PodConnection(createPodApi({ apiUrl: options.url ?? server.url, token: 'job-token', timeoutMs: options.timeoutMs ?? 2_000 }));
+  const spool = new Spool(path.join(dir, 'job.jsonl'));
+  const writer = new PredictionWriter({ connection, spool, log, maxAttempts: 3, retryBaseMs: 10, retryCapMs: 50, probeIntervalMs: 100, ...options });
+  writers.push(writer);
+  return { writer, lines, connection, spool };
+}
+
+function expectBalanced(writer: PredictionWriter) {
+  const c = writer.counters;
+  expect(c.generated).toBe(c.persisted + c.rejected + c.spooled + writer.pending);
+}
+
+describe('PredictionWriter', () => {
+  it('retries 5xx (JSON or a proxy HTML page) and network drops, and stores each row once', async () => {
+    server.script = ['error500', 'html502', 'destroy'];
+    const { writer, lines } = makeWriter({ maxAttempts: 5 });
+    writer.enqueue(rows(10));
+    const counters = await writer.close(5_000);
+    expect(server.received).toHaveLength(4);
+    expect(server.stored.size).toBe(10);
+    expect(counters).toEqual({ generated: 10, persisted: 10, spooled: 0, rejected: 0 });
+    expect(lines.filter((l) => l.startsWith('debug'))).toHaveLength(3);
+  });
+
+  it('never retries a 4xx: the batch counts as rejected and the server message is logged', async () => {
+    server.script = ['error400'];
+    const { writer, lines } = makeWriter();
+    writer.enqueue(rows(7));
+    const counters = await writer.close(5_000);
+    expect(server.received).toHaveLength(1);
+    expect(counters).toEqual({ generated: 7, persisted: 0, spooled: 0, rejected: 7 });
+    expect(lines.join('\n')).toContain('at most 1000 rows per batch');
+  });
+
+  it('counts per-row rejections from the answer, with reasons, and the rest as persisted', async () => {
+    server.rejectWhere = (row) => (row.sampleIndex === 3 ? 'prediction: Too big' : null);
+    const { writer, lines } = makeWriter();
+    writer.enqueue(rows(10));
+    const counters = await writer.close(5_000);
+    expect(counters).toEqual({ generated: 10, persisted: 8, spooled: 0, rejected: 2 });
+    expect(lines.join('\n')).toMatch(/rejected 2 of 10 prediction\(s\): step 1 sample 3: prediction: Too big/);
+  });
+
+  it('on 401 stops sending, spools, and says so', async () => {
+    server.script = ['error401'];
+    const { writer, lines, connection, spool } = makeWriter();
+    writer.enqueue(rows(5));
+    await vi.waitFor(() => expect(writer.counters.spooled).toBe(5));
+    writer.enqueue(rows(5, 100));
+    const counters = await writer.close(5_000);
+    expect(server.received).toHaveLength(1);
+    expect(connection.tokenRefused).toMatch(/job has ended/);
+    expect(counters).toEqual({ generated: 10, persisted: 0, spooled: 10, rejected: 0 });
+    expect(spool.read().rows).toHaveLength(10);
+    expect(lines.join('\n')).toMatch(/refused the job token .*sync --spool/);
+  });
+
+  it('sends gzip bodies, bounded batches (rows and bytes), with the bearer token', async () => {
+    const { writer } = makeWriter({ maxBatchBytes: 200_000 });
+    writer.enqueue(rows(2_500));
+    writer.enqueue(rows(50, 10_000, 10_000)); // ~10 kB each: 50 rows need 3+ batches of ≤ 200 kB
+    const counters = await writer.close(10_000);
+    expect(counters).toEqual({ generated: 2_550, persisted: 2_550, spooled: 0, rejected: 0 });
+    expect(server.received.every((r) => r.encoding === 'gzip' && r.authorization === 'Bearer job-token')).toBe(true);
+    expect(Math.max(...server.received.map((r) => r.rows))).toBeLessThanOrEqual(1000);
+    const bigBatches = server.received.filter((r) => r.rows < 1000 && r.rows > 0).length;
+    expect(bigBatches).toBeGreaterThanOrEqual(3);
+  });
+
+  it('gives up on a hung request at its deadline and retries', async () => {
+    server.script = ['hang'];
+    const { writer } = makeWriter({ timeoutMs: 300 });
+    writer.enqueue(rows(5));
+    const counters = await writer.close(5_000);
+    expect(server.received).toHaveLength(2);
+    expect(counters.persisted).toBe(5);
+  });
+
+  it('spools when the server is unreachable, keeps accepting rows, and drains the spool first when it is back', async () => {
+    const port = server.port;
+    await server.close();
+    const { writer, lines, spool } = makeWriter({ url: `http://127.0.0.1:${port}` });
+    writer.enqueue(rows(10));
+    await vi.waitFor(() => expect(writer.counters.spooled).toBe(10), { timeout: 5_000 });
+    writer.enqueue(rows(10, 50)); // still down: straight to the spool
+    await vi.waitFor(() => expect(writer.counters.spooled).toBe(20), { timeout: 5_000 });
+    expect(readFileSync(spool.file, 'utf8').trim().split('\n')).toHaveLength(20);
+    expectBalanced(writer);
+
+    await server.listen(port);
+    await vi.waitFor(() => expect(writer.counters.persisted).toBe(20), { timeout: 5_000 });
+    writer.enqueue(rows(5, 900));
+    const counters = await writer.close(5_000);
+    expect(counters).toEqual({ generated: 25, persisted: 25, spooled: 0, rejected: 0 });
+    expect(server.stored.size).toBe(25);
+    expect(existsSync(spool.file)).toBe(false);
+    const text = lines.join('\n');
+    expect(text).toMatch(/unreachable after 3 attempts/);
+    expect(text).toMatch(/reachable again; uploading 20 spooled/);
+  });
+
+  it('replays a spool left by an earlier run: rows the server already has count as persisted, once', async () => {
+    const spool = new Spool(path.join(dir, 'job.jsonl'));
+    spool.append(rows(10));
+    for (const row of rows(5)) server.stored.add(`${row.step}:${row.sampleIndex}`); // half arrived before the crash
+    const { writer } = makeWriter();
+    expect(writer.recovered).toBe(10);
+    const counters = await writer.close(5_000);
+    expect(counters).toEqual({ generated: 10, persisted: 10, spooled: 0, rejected: 0 });
+    expect(writer.stored).toEqual({ inserted: 5, duplicates: 5 });
+    expect(server.stored.size).toBe(10);
+  });
+
+  it('at close, waits for an unreachable server only until the deadline, then leaves the rest spooled', async () => {
+    server.fallback = 'error500';
+    const { writer } = makeWriter();
+    writer.enqueue(rows(5));
+    const started = Date.now();
+    const counters = await writer.close(500);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(counters).toEqual({ generated: 5, persisted: 0, spooled: 5, rejected: 0 });
+  });
+
+  it('with no server (offline mode) writes everything to the spool and never blocks', async () => {
+    const { log } = collectingLogger();
+    const spool = new Spool(path.join(dir, 'local.jsonl'));
+    const writer = new PredictionWriter({ connection: new PodConnection(null), spool, log });
+    writer.enqueue(rows(10));
+    const counters = await writer.close(0);
+    expect(counters).toEqual({ generated: 10, persisted: 0, spooled: 10, rejected: 0 });
+    expect(spool.read().rows).toHaveLength(10);
+  });
+});
