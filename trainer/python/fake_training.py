@@ -1,0 +1,128 @@
+"""A tiny stand-in for Hugging Face ``Trainer`` that drives ``PredictionsCallback``.
+
+It calls the callback events in Trainer's order, with Trainer's arithmetic: ``global_step`` is
+incremented before ``on_step_end``, ``state.epoch`` is fractional (``epoch + (step + 1) /
+steps_in_epoch``), step-based evaluation runs right after ``on_step_end`` when
+``global_step % eval_steps == 0``, epoch evaluation right after ``on_epoch_end``, and a dict of
+eval datasets calls ``on_evaluate`` once per dataset. No model: ``generate_fn`` echoes.
+
+Used by the unittest suite (``run_fake_training``) and, as a script, by the vitest integration
+test against the real server (env ``JOB_ID``, ``JOB_TOKEN``, ``API_URL``)::
+
+    python3 fake_training.py --epochs 3 --steps-per-epoch 4 --eval-strategy steps --eval-steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from types import SimpleNamespace
+from typing import Any, Optional, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from predictions_callback import PredictionsCallback  # noqa: E402
+
+
+def fake_generate(prompts):
+    return [f"prediction for {prompt}" for prompt in prompts]
+
+
+def make_samples(count: int):
+    return [{"prompt": f"question {i}", "completion": f"answer {i}"} for i in range(count)]
+
+
+def run_fake_training(
+    callback: Any,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    eval_strategy: str = "no",
+    eval_steps: Optional[int] = None,
+    eval_datasets: int = 1,
+    world_process_zero: bool = True,
+    end_training: bool = True,
+) -> SimpleNamespace:
+    """Drive ``callback`` through a whole run and return the final state."""
+    args = SimpleNamespace(eval_strategy=eval_strategy, eval_steps=eval_steps, num_train_epochs=epochs)
+    state = SimpleNamespace(
+        epoch=0.0,
+        global_step=0,
+        max_steps=epochs * steps_per_epoch,
+        is_world_process_zero=world_process_zero,
+        is_local_process_zero=world_process_zero,
+    )
+    control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
+    kwargs = {"model": None, "processing_class": None}
+
+    def evaluate() -> None:
+        # A dict of eval datasets: one evaluation, hence one on_evaluate, per dataset.
+        for _ in range(eval_datasets):
+            callback.on_evaluate(args, state, control, metrics={"eval_loss": 1.0}, **kwargs)
+
+    callback.on_init_end(args, state, control, **kwargs)
+    callback.on_train_begin(args, state, control, **kwargs)
+    for epoch in range(epochs):
+        callback.on_epoch_begin(args, state, control, **kwargs)
+        for step in range(steps_per_epoch):
+            callback.on_step_begin(args, state, control, **kwargs)
+            state.global_step += 1
+            state.epoch = epoch + (step + 1) / steps_per_epoch
+            callback.on_step_end(args, state, control, **kwargs)
+            callback.on_log(args, state, control, logs={"loss": 1.0}, **kwargs)
+            if eval_strategy == "steps" and eval_steps and state.global_step % eval_steps == 0:
+                evaluate()
+            if control.should_training_stop:
+                break
+        callback.on_epoch_end(args, state, control, **kwargs)
+        if eval_strategy == "epoch":
+            evaluate()
+        if control.should_training_stop:
+            break
+    if end_training:
+        callback.on_train_end(args, state, control, **kwargs)
+    return state
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps-per-epoch", type=int, default=4)
+    parser.add_argument("--eval-strategy", choices=["no", "epoch", "steps"], default="steps")
+    parser.add_argument("--eval-steps", type=int, default=3)
+    parser.add_argument("--eval-datasets", type=int, default=2)
+    parser.add_argument("--sample-frequency", choices=["eval", "epoch", "steps"], default="eval")
+    parser.add_argument("--step-interval", type=int, default=None)
+    parser.add_argument("--samples", type=int, default=12)
+    parser.add_argument("--sample-count", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--spool", default=None)
+    parser.add_argument("--heartbeat-interval", type=float, default=0.5)
+    options = parser.parse_args(argv)
+
+    callback = PredictionsCallback(
+        make_samples(options.samples),
+        sample_frequency=options.sample_frequency,
+        step_interval=options.step_interval,
+        sample_count=options.sample_count,
+        seed=options.seed,
+        generate_fn=fake_generate,
+        spool_path=options.spool,
+        heartbeat_interval=options.heartbeat_interval,
+        probe_interval=1.0,
+        backoff_base=0.05,
+    )
+    run_fake_training(
+        callback,
+        epochs=options.epochs,
+        steps_per_epoch=options.steps_per_epoch,
+        eval_strategy=options.eval_strategy,
+        eval_steps=options.eval_steps,
+        eval_datasets=options.eval_datasets,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
