@@ -4,15 +4,17 @@ import { useState, type FormEvent } from 'react';
 import { errorDetails } from '../../api/client';
 import { useTRPC } from '../lib/trpc';
 import { setToken } from '../lib/session';
-import { Link, navigate } from '../lib/router';
+import { Link, navigate, useLocation } from '../lib/router';
 
 export function AuthPage({ mode }: { mode: 'signin' | 'signup' }) {
   const trpc = useTRPC();
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
+  const { path } = useLocation();
   const onSuccess = (session: { token: string }) => {
     setToken(session.token);
-    navigate('/', { replace: true });
+    // Signed out on a bookmarked page (a job, a tab): stay there once signed in.
+    if (path === '/signin' || path === '/signup') navigate('/', { replace: true });
   };
   const login = useMutation(trpc.auth.login.mutationOptions({ onSuccess }));
   const register = useMutation(trpc.auth.register.mutationOptions({ onSuccess }));

@@ -1,0 +1,18 @@
+// Long prompts and predictions collapse to a few lines; one click shows the whole text.
+import { useState } from 'react';
+
+const COLLAPSED_CHARS = 180;
+
+export function ExpandableText({ text, className }: { text: string; className?: string }) {
+  const [open, setOpen] = useState(false);
+  if (text.length === 0) return <span className="muted">(empty)</span>;
+  if (text.length <= COLLAPSED_CHARS) return <span className={className}>{text}</span>;
+  return (
+    <span className={className}>
+      {open ? text : `${text.slice(0, COLLAPSED_CHARS).trimEnd()}…`}{' '}
+      <button type="button" className="link-button" aria-expanded={open} onClick={() => setOpen(!open)}>
+        {open ? 'Show less' : 'Show more'}
+      </button>
+    </span>
+  );
+}

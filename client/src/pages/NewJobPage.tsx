@@ -1,0 +1,505 @@
+// "/jobs/new": the deploy form. The configuration is checked by jobs.validateConfig as it
+// changes (debounced), each problem shown beside the setting it names; deploy stays disabled
+// while any error stands. A manual job's pod environment is shown once, right after deploy.
+import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useEffect, useId, useMemo, useState, type FormEvent, type ReactNode } from 'react';
+import { errorDetails, type RouterInputs, type RouterOutputs } from '../../api/client';
+import {
+  predictionsConfig,
+  trainingConfig,
+  type LauncherName,
+  type SampleFrequency,
+} from '../../../server/contract/job-config';
+import { PodEnvDialog } from '../components/PodEnvDialog';
+import { Loading, QueryError } from '../components/QueryError';
+import { TRIGGER_LABEL } from '../lib/format';
+import { useDebounced } from '../lib/hooks';
+import { navigate } from '../lib/router';
+import { useTRPC } from '../lib/trpc';
+import { DatasetUpload } from './DatasetUpload';
+
+type Problem = RouterOutputs['jobs']['validateConfig']['problems'][number];
+type EvalStrategy = 'no' | 'epoch' | 'steps';
+
+const TRAINING_DEFAULTS = trainingConfig.parse({});
+const PREDICTION_DEFAULTS = predictionsConfig.parse({});
+
+interface FormState {
+  name: string;
+  datasetId: string;
+  launcher: LauncherName;
+  epochs: string;
+  batchSize: string;
+  learningRate: string;
+  evalStrategy: EvalStrategy;
+  evalSteps: string;
+  seed: string;
+  predictionsEnabled: boolean;
+  sampleFrequency: SampleFrequency;
+  sampleCount: string;
+  stepInterval: string;
+  maxNewTokens: string;
+}
+
+const INITIAL: FormState = {
+  name: '',
+  datasetId: '',
+  launcher: 'local',
+  epochs: String(TRAINING_DEFAULTS.epochs),
+  batchSize: String(TRAINING_DEFAULTS.batchSize),
+  learningRate: String(TRAINING_DEFAULTS.learningRate),
+  evalStrategy: TRAINING_DEFAULTS.evalStrategy,
+  evalSteps: '',
+  seed: String(TRAINING_DEFAULTS.seed),
+  predictionsEnabled: PREDICTION_DEFAULTS.enabled,
+  sampleFrequency: PREDICTION_DEFAULTS.sampleFrequency,
+  sampleCount: String(PREDICTION_DEFAULTS.sampleCount),
+  stepInterval: '',
+  maxNewTokens: String(PREDICTION_DEFAULTS.maxNewTokens),
+};
+
+const LAUNCHER_CHOICES: { value: LauncherName; title: string; explain: string }[] = [
+  { value: 'local', title: 'On this server', explain: 'Runs here on this server, as a child process. Nothing to set up.' },
+  { value: 'manual', title: 'Manual', explain: 'You run the trainer yourself, on any machine; you get its environment and command.' },
+];
+
+const TRIGGER_CHOICES: { value: SampleFrequency; explain: string }[] = [
+  { value: 'eval', explain: 'Samples right after the trainer evaluates, so scores and predictions line up. Needs evaluation on.' },
+  { value: 'epoch', explain: 'Samples once per pass over the training data, whether or not evaluation runs.' },
+  { value: 'steps', explain: 'Samples every N optimizer steps, independent of evaluation: finer-grained curves.' },
+];
+
+const EVAL_CHOICES: { value: EvalStrategy; label: string }[] = [
+  { value: 'epoch', label: 'At the end of each epoch' },
+  { value: 'steps', label: 'Every N steps' },
+  { value: 'no', label: 'No evaluation' },
+];
+
+/** Fields the form shows; a problem about any other path is listed at the top. */
+const FORM_FIELDS = new Set([
+  'name',
+  'datasetId',
+  'launcher',
+  'training.epochs',
+  'training.batchSize',
+  'training.learningRate',
+  'training.evalStrategy',
+  'training.evalSteps',
+  'training.seed',
+  'predictions.enabled',
+  'predictions.sampleFrequency',
+  'predictions.sampleCount',
+  'predictions.stepInterval',
+  'predictions.maxNewTokens',
+]);
+
+function defaultName(): string {
+  const now = new Date();
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `run ${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())} ${pad(now.getHours())}:${pad(now.getMinutes())}`;
+}
+
+/** The config as the server wants it, plus the problems only the browser can see (unparsable numbers). */
+function buildConfig(form: FormState): { config: Record<string, unknown>; local: Problem[] } {
+  const local: Problem[] = [];
+  const number = (field: string, raw: string, integer: boolean): number | undefined => {
+    const text = raw.trim();
+    const value = Number(text);
+    if (text === '' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
+      local.push({
+        severity: 'error',
+        field,
+        message: text === '' ? 'Enter a value.' : integer ? `"${text}" is not a whole number.` : `"${text}" is not a number.`,
+        fix: '',
+      });
+      return undefined;
+    }
+    return value;
+  };
+  const training: Record<string, unknown> = {
+    epochs: number('training.epochs', form.epochs, true),
+    batchSize: number('training.batchSize', form.batchSize, true),
+    learningRate: number('training.learningRate', form.learningRate, false),
+    evalStrategy: form.evalStrategy,
+    seed: number('training.seed', form.seed, true),
+  };
+  if (form.evalStrategy === 'steps' && form.evalSteps.trim() !== '') training.evalSteps = number('training.evalSteps', form.evalSteps, true);
+  const predictions: Record<string, unknown> = {
+    enabled: form.predictionsEnabled,
+    sampleFrequency: form.sampleFrequency,
+    sampleCount: number('predictions.sampleCount', form.sampleCount, true),
+    maxNewTokens: number('predictions.maxNewTokens', form.maxNewTokens, true),
+  };
+  if (form.sampleFrequency === 'steps' && form.stepInterval.trim() !== '') {
+    predictions.stepInterval = number('predictions.stepInterval', form.stepInterval, true);
+  }
+  const config = { datasetId: form.datasetId, launcher: form.launcher, training, predictions };
+  // JSON drops the undefined values: the server then checks the rest with its defaults.
+  return { config: JSON.parse(JSON.stringify(config)) as Record<string, unknown>, local };
+}
+
+export function NewJobPage() {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const [form, setForm] = useState<FormState>(() => ({ ...INITIAL, name: defaultName() }));
+  const [uploading, setUploading] = useState(false);
+  const [deployed, setDeployed] = useState<RouterOutputs['jobs']['deploy'] | null>(null);
+  const set = <K extends keyof FormState>(key: K, value: FormState[K]) => setForm((old) => ({ ...old, [key]: value }));
+
+  const datasets = useQuery(trpc.datasets.list.queryOptions());
+  const firstDataset = datasets.data?.[0]?.id;
+  useEffect(() => {
+    if (firstDataset && !form.datasetId) setForm((old) => ({ ...old, datasetId: firstDataset }));
+  }, [firstDataset, form.datasetId]);
+
+  const { config, local } = useMemo(() => buildConfig(form), [form]);
+  const configKey = JSON.stringify(config);
+  const debouncedKey = useDebounced(configKey, 300);
+  const debounced = useMemo(() => JSON.parse(debouncedKey) as Record<string, unknown>, [debouncedKey]);
+  const validation = useQuery({
+    ...trpc.jobs.validateConfig.queryOptions(debounced),
+    enabled: Boolean(debounced.datasetId),
+    placeholderData: keepPreviousData,
+  });
+  const checked = validation.isSuccess && !validation.isPlaceholderData && debouncedKey === configKey;
+
+  const deploy = useMutation(
+    trpc.jobs.deploy.mutationOptions({
+      onSuccess: (result) => {
+        void queryClient.invalidateQueries({ queryKey: trpc.jobs.list.infiniteQueryKey() });
+        if (result.pod) setDeployed(result);
+        else navigate(`/jobs/${result.job.id}`);
+      },
+    }),
+  );
+  const deployError = deploy.error ? errorDetails(deploy.error) : null;
+  const deployField = deployError?.field?.replace(/^config\./, '') ?? null;
+
+  const problems: Problem[] = [...local, ...(validation.data?.problems ?? [])];
+  if (!form.name.trim()) problems.push({ severity: 'error', field: 'name', message: 'Give the job a name.', fix: '' });
+  if (deployError && deployField && FORM_FIELDS.has(deployField)) {
+    problems.push({ severity: 'error', field: deployField, message: deployError.message, fix: '' });
+  }
+  const forField = (field: string) => problems.filter((p) => p.field === field);
+  const elsewhere = problems.filter((p) => !FORM_FIELDS.has(p.field));
+  const errorCount = problems.filter((p) => p.severity === 'error').length;
+  const warningCount = problems.length - errorCount;
+  const canDeploy = checked && errorCount === 0 && !deploy.isPending && Boolean(form.datasetId);
+
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    if (!canDeploy) return;
+    deploy.mutate({ name: form.name.trim(), config: config as RouterInputs['jobs']['deploy']['config'] });
+  };
+
+  const selectedDataset = datasets.data?.find((d) => d.id === form.datasetId);
+
+  return (
+    <>
+      <div className="page-head">
+        <div>
+          <h1>New training job</h1>
+          <p className="muted">Choose the data, how it trains and when to sample predictions. Problems show up as you type.</p>
+        </div>
+      </div>
+      <form className="job-form" onSubmit={submit} noValidate aria-label="New training job">
+        {elsewhere.length > 0 && (
+          <div className="panel">
+            <ProblemList problems={elsewhere} id="problems-general" />
+          </div>
+        )}
+        <section className="panel" aria-labelledby="section-job">
+          <h2 id="section-job">Job</h2>
+          <Field label="Name" field="name" problems={forField('name')}>
+            {(props) => <input {...props} type="text" value={form.name} maxLength={120} onChange={(e) => set('name', e.target.value)} />}
+          </Field>
+          <div className="field">
+            <div className="field-label-row">
+              <label htmlFor="dataset">Dataset</label>
+              <button type="button" className="link-button" onClick={() => setUploading(!uploading)} aria-expanded={uploading}>
+                {uploading ? 'Cancel upload' : 'Upload a JSONL file…'}
+              </button>
+            </div>
+            {datasets.isPending ? (
+              <Loading label="Loading datasets…" />
+            ) : datasets.isError ? (
+              <QueryError error={datasets.error} what="Datasets" onRetry={() => void datasets.refetch()} />
+            ) : datasets.data.length === 0 ? (
+              <p className="muted">You have no datasets yet: upload one.</p>
+            ) : (
+              <select
+                id="dataset"
+                value={form.datasetId}
+                onChange={(e) => set('datasetId', e.target.value)}
+                aria-invalid={forField('datasetId').some((p) => p.severity === 'error')}
+                aria-describedby="dataset-problems"
+              >
+                {datasets.data.map((dataset) => (
+                  <option key={dataset.id} value={dataset.id}>
+                    {dataset.name} ({dataset.rowCount.toLocaleString()} rows)
+                  </option>
+                ))}
+              </select>
+            )}
+            <ProblemList problems={forField('datasetId')} id="dataset-problems" />
+            {uploading && (
+              <DatasetUpload
+                onUploaded={(dataset) => {
+                  set('datasetId', dataset.id);
+                  setUploading(false);
+                }}
+              />
+            )}
+          </div>
+          <fieldset className="choices">
+            <legend>Where it runs</legend>
+            <div className="choice-grid">
+            {LAUNCHER_CHOICES.map((choice) => (
+              <label key={choice.value} className={form.launcher === choice.value ? 'choice choice-selected' : 'choice'}>
+                <input
+                  type="radio"
+                  name="launcher"
+                  value={choice.value}
+                  checked={form.launcher === choice.value}
+                  onChange={() => set('launcher', choice.value)}
+                />
+                <span>
+                  <span className="choice-title">{choice.title}</span>
+                  <span className="choice-explain">{choice.explain}</span>
+                </span>
+              </label>
+            ))}
+            </div>
+            <ProblemList problems={forField('launcher')} id="launcher-problems" />
+          </fieldset>
+        </section>
+
+        <section className="panel" aria-labelledby="section-training">
+          <h2 id="section-training">Training</h2>
+          <div className="field-grid">
+            <Field label="Epochs" field="training.epochs" problems={forField('training.epochs')}>
+              {(props) => <input {...props} type="number" inputMode="numeric" min={1} value={form.epochs} onChange={(e) => set('epochs', e.target.value)} />}
+            </Field>
+            <Field label="Batch size" field="training.batchSize" problems={forField('training.batchSize')}>
+              {(props) => (
+                <input {...props} type="number" inputMode="numeric" min={1} value={form.batchSize} onChange={(e) => set('batchSize', e.target.value)} />
+              )}
+            </Field>
+            <Field label="Learning rate" field="training.learningRate" problems={forField('training.learningRate')}>
+              {(props) => (
+                <input {...props} type="number" inputMode="decimal" step="any" min={0} value={form.learningRate} onChange={(e) => set('learningRate', e.target.value)} />
+              )}
+            </Field>
+            <Field label="Seed" field="training.seed" problems={forField('training.seed')}>
+              {(props) => <input {...props} type="number" inputMode="numeric" min={0} value={form.seed} onChange={(e) => set('seed', e.target.value)} />}
+            </Field>
+          </div>
+          <div className="field-grid">
+            <Field
+              wide
+              label="Evaluation"
+              field="training.evalStrategy"
+              problems={forField('training.evalStrategy')}
+              hint="When the trainer measures loss on held-out rows (Hugging Face eval_strategy)."
+            >
+              {(props) => (
+                <select {...props} value={form.evalStrategy} onChange={(e) => set('evalStrategy', e.target.value as EvalStrategy)}>
+                  {EVAL_CHOICES.map((choice) => (
+                    <option key={choice.value} value={choice.value}>
+                      {choice.label}
+                    </option>
+                  ))}
+                </select>
+              )}
+            </Field>
+            {form.evalStrategy === 'steps' && (
+              <Field label="Evaluate every N steps" field="training.evalSteps" problems={forField('training.evalSteps')}>
+                {(props) => (
+                  <input {...props} type="number" inputMode="numeric" min={1} value={form.evalSteps} onChange={(e) => set('evalSteps', e.target.value)} />
+                )}
+              </Field>
+            )}
+          </div>
+          <p className="total-steps" data-testid="total-steps" aria-live="polite">
+            {validation.data?.totalSteps != null ? (
+              <>
+                This job runs <strong>{validation.data.totalSteps.toLocaleString()}</strong> optimizer steps
+                {selectedDataset ? ` over ${selectedDataset.rowCount.toLocaleString()} rows` : ''}.
+              </>
+            ) : (
+              <span className="muted">Total steps appear once the settings are valid.</span>
+            )}
+          </p>
+        </section>
+
+        <section className="panel" aria-labelledby="section-predictions">
+          <h2 id="section-predictions">Predictions</h2>
+          <label className="checkbox">
+            <input type="checkbox" checked={form.predictionsEnabled} onChange={(e) => set('predictionsEnabled', e.target.checked)} />
+            Sample predictions while training
+          </label>
+          <ProblemList problems={forField('predictions.enabled')} id="enabled-problems" />
+          <fieldset className="choices" disabled={!form.predictionsEnabled} aria-describedby="trigger-problems">
+            <legend>When to sample</legend>
+            <div className="choice-grid">
+            {TRIGGER_CHOICES.map((choice) => (
+              <label key={choice.value} className={form.sampleFrequency === choice.value ? 'choice choice-selected' : 'choice'}>
+                <input
+                  type="radio"
+                  name="sampleFrequency"
+                  value={choice.value}
+                  checked={form.sampleFrequency === choice.value}
+                  onChange={() => set('sampleFrequency', choice.value)}
+                />
+                <span>
+                  <span className="choice-title">{TRIGGER_LABEL[choice.value]}</span>
+                  <span className="choice-explain">{choice.explain}</span>
+                </span>
+              </label>
+            ))}
+            </div>
+            <ProblemList problems={forField('predictions.sampleFrequency')} id="trigger-problems" />
+          </fieldset>
+          <div className="field-grid">
+            {form.sampleFrequency === 'steps' && (
+              <Field label="Sample every N steps" field="predictions.stepInterval" problems={forField('predictions.stepInterval')}>
+                {(props) => (
+                  <input
+                    {...props}
+                    type="number"
+                    inputMode="numeric"
+                    min={1}
+                    value={form.stepInterval}
+                    disabled={!form.predictionsEnabled}
+                    onChange={(e) => set('stepInterval', e.target.value)}
+                  />
+                )}
+              </Field>
+            )}
+            <Field
+              label="Samples each time"
+              field="predictions.sampleCount"
+              problems={forField('predictions.sampleCount')}
+              hint="The same held-out rows every time, so epochs compare."
+            >
+              {(props) => (
+                <input
+                  {...props}
+                  type="number"
+                  inputMode="numeric"
+                  min={1}
+                  max={100}
+                  value={form.sampleCount}
+                  disabled={!form.predictionsEnabled}
+                  onChange={(e) => set('sampleCount', e.target.value)}
+                />
+              )}
+            </Field>
+            <Field label="Max new tokens" field="predictions.maxNewTokens" problems={forField('predictions.maxNewTokens')}>
+              {(props) => (
+                <input
+                  {...props}
+                  type="number"
+                  inputMode="numeric"
+                  min={1}
+                  max={512}
+                  value={form.maxNewTokens}
+                  disabled={!form.predictionsEnabled}
+                  onChange={(e) => set('maxNewTokens', e.target.value)}
+                />
+              )}
+            </Field>
+          </div>
+        </section>
+
+        <div className="form-actions">
+          <div className="form-status" aria-live="polite" data-testid="form-status">
+            {validation.isError ? (
+              <QueryError error={validation.error} what="The check of these settings" onRetry={() => void validation.refetch()} />
+            ) : !form.datasetId ? (
+              <span className="muted">{datasets.isPending ? 'Loading datasets…' : 'Choose or upload a dataset first.'}</span>
+            ) : !checked ? (
+              <span className="muted">Checking the settings…</span>
+            ) : errorCount > 0 ? (
+              <span className="text-fail">
+                {errorCount === 1 ? '1 problem stops' : `${errorCount} problems stop`} this job from deploying; see the red notes above.
+              </span>
+            ) : warningCount > 0 ? (
+              <span className="text-warn">Ready to deploy, with {warningCount === 1 ? 'one warning' : `${warningCount} warnings`}.</span>
+            ) : (
+              <span className="text-pass">Ready to deploy.</span>
+            )}
+            {deployError && !(deployField && FORM_FIELDS.has(deployField)) && (
+              <p className="form-error" role="alert">
+                {deployError.message}
+              </p>
+            )}
+          </div>
+          <button type="submit" className="button-primary" disabled={!canDeploy}>
+            {deploy.isPending ? 'Deploying…' : 'Deploy job'}
+          </button>
+        </div>
+      </form>
+      {deployed?.pod && (
+        <PodEnvDialog pod={deployed.pod} closeLabel="Go to the job page" onClose={() => navigate(`/jobs/${deployed.job.id}`)} />
+      )}
+    </>
+  );
+}
+
+interface FieldControlProps {
+  id: string;
+  'aria-invalid': boolean;
+  'aria-describedby': string | undefined;
+}
+
+function Field({
+  label,
+  field,
+  problems,
+  hint,
+  wide = false,
+  children,
+}: {
+  wide?: boolean;
+  label: string;
+  field: string;
+  problems: Problem[];
+  hint?: string;
+  children: (props: FieldControlProps) => ReactNode;
+}) {
+  const id = useId();
+  const describedBy = [problems.length ? `${id}-problems` : null, hint ? `${id}-hint` : null].filter(Boolean).join(' ') || undefined;
+  return (
+    <div className={wide ? 'field field-wide' : 'field'} data-field={field}>
+      <label htmlFor={id}>{label}</label>
+      {children({ id, 'aria-invalid': problems.some((p) => p.severity === 'error'), 'aria-describedby': describedBy })}
+      {hint && (
+        <p className="hint" id={`${id}-hint`}>
+          {hint}
+        </p>
+      )}
+      <ProblemList problems={problems} id={`${id}-problems`} />
+    </div>
+  );
+}
+
+function ProblemList({ problems, id }: { problems: Problem[]; id: string }) {
+  if (problems.length === 0) return null;
+  return (
+    <ul className="problems" id={id}>
+      {problems.map((problem, index) => (
+        <li key={index} className={`problem problem-${problem.severity}`} data-testid={`problem-${problem.severity}`}>
+          <span className="problem-icon" aria-hidden="true">
+            {problem.severity === 'error' ? '✕' : '!'}
+          </span>
+          <span>
+            <span className="visually-hidden">{problem.severity === 'error' ? 'Error: ' : 'Warning: '}</span>
+            {problem.message}
+            {problem.fix && <span className="problem-fix"> {problem.fix}</span>}
+          </span>
+        </li>
+      ))}
+    </ul>
+  );
+}
