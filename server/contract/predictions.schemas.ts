@@ -31,6 +31,8 @@ export const listPredictionsOutput = z.object({
   items: z.array(predictionItem),
   nextCursor: z.string().nullable(),
   totalCount: z.number().int(),
+  /** True when a search matched more rows than were counted: show totalCount as "1000+". */
+  totalCountIsLowerBound: z.boolean(),
   epochCount: z.number().int(),
   /** The highest prediction id of the job now: subscribe to onNew from here to miss nothing. */
   latestId: z.number().int(),

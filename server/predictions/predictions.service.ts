@@ -17,6 +17,7 @@ import {
   listPredictionsPage,
   predictionEpochs,
   predictionsAfterId,
+  SEARCH_COUNT_CAP,
   type PredictionRecord,
 } from '../../db/queries/predictions';
 
@@ -56,10 +57,12 @@ export async function listPredictions(deps: AppDeps, userId: string, input: List
   ]);
   const page = rows.slice(0, input.limit);
   const last = page.at(-1);
+  const capped = totalCount > SEARCH_COUNT_CAP;
   return {
     items: page.map(toItem),
     nextCursor: rows.length > input.limit && last ? encodeCursor(last) : null,
-    totalCount,
+    totalCount: capped ? SEARCH_COUNT_CAP : totalCount,
+    totalCountIsLowerBound: capped,
     epochCount: epochs.length,
     latestId,
   };
@@ -98,6 +101,19 @@ export async function comparePredictions(deps: AppDeps, userId: string, input: {
 }
 
 const LIVE_BATCH = 500;
+
+// Every subscriber of a job wakes on the same notification and asks for the same rows; one
+// read per (job, position) is shared by all of them instead of one query each.
+const sharedReads = new Map<string, Promise<PredictionRecord[]>>();
+function readAfter(deps: AppDeps, params: { jobId: string; userId: string; afterId: number }): Promise<PredictionRecord[]> {
+  const key = `${params.jobId}:${params.userId}:${params.afterId}`;
+  let read = sharedReads.get(key);
+  if (!read) {
+    read = predictionsAfterId(deps.database.db, { ...params, limit: LIVE_BATCH }).finally(() => sharedReads.delete(key));
+    sharedReads.set(key, read);
+  }
+  return read;
+}
 // A notification can be lost (a listener reconnecting); re-reading on this period bounds the delay.
 const LIVE_FALLBACK_POLL_MS = 5_000;
 
@@ -131,7 +147,7 @@ async function* streamNewPredictions(
   try {
     while (!signal?.aborted) {
       waker.reset();
-      const rows = await predictionsAfterId(db, { jobId: input.jobId, userId, afterId: lastId, limit: LIVE_BATCH });
+      const rows = await readAfter(deps, { jobId: input.jobId, userId, afterId: lastId });
       for (const row of rows) {
         lastId = row.id;
         yield tracked(String(row.id), toItem(row));
