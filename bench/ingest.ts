@@ -1,0 +1,167 @@
+// Ingest: N concurrent pods, each with its own job and job token, writing batches through
+// pod.writePredictions over HTTP; against it, the same rows through `pg` as one multi-row
+// INSERT … ON CONFLICT DO NOTHING per batch, and through COPY FROM STDIN. Every case writes
+// into fresh jobs of the same table, so no case sees another's rows as duplicates.
+import type { AppDeps } from '../server/deps';
+import { createDataset, createManualJob, createUser } from '../server/test-support/factories';
+import { round, summarize } from './common';
+import type { LoadWorker } from './load-client';
+import type { IngestResult, PodTarget } from './load-worker';
+
+export interface IngestRow {
+  pods: number;
+  variant: 'insert' | 'replay' | 'insert, gzip';
+  rows: number;
+  stackRowsPerSec: number;
+  baselineRowsPerSec: number | null;
+  copyRowsPerSec: number | null;
+  /** stack / multi-row INSERT baseline */
+  ratio: number | null;
+  stackRequestP50Ms: number;
+  stackRequestP99Ms: number;
+  errors: string[];
+}
+
+export interface IngestOptions {
+  url: string;
+  databaseUrl: string;
+  poolSize: number;
+  rowsPerCase: number;
+  batchSize: number;
+  podCounts: number[];
+  /** Also run the direct baselines (not on PGlite, which has no second connection). */
+  baselines: boolean;
+  log: (line: string) => void;
+}
+
+let seedCounter = 1;
+
+async function createPods(deps: AppDeps, count: number): Promise<PodTarget[]> {
+  const user = await createUser(deps);
+  const dataset = await createDataset(deps, user.id, { count: 40 });
+  const pods: PodTarget[] = [];
+  // Sequential: deploys are not what is measured, and they must not crowd the shared machine.
+  for (let i = 0; i < count; i++) {
+    const job = await createManualJob(deps, user.id, { datasetId: dataset.id, name: `bench pod ${i}` });
+    pods.push({ jobId: job.jobId, userId: user.id, token: job.token, seed: seedCounter++ });
+  }
+  return pods;
+}
+
+const rate = (r: IngestResult) => round(r.rows / (r.ms / 1000), 0);
+
+function check(label: string, r: IngestResult, expectInserted: number, log: (line: string) => void): void {
+  if (r.errors.length > 0) log(`  ! ${label}: ${r.errors.length} error(s), first: ${r.errors[0]}`);
+  else if (r.inserted !== expectInserted) log(`  ! ${label}: inserted ${r.inserted}, expected ${expectInserted}`);
+}
+
+export interface DecompositionRow {
+  mode: string;
+  pods: number;
+  rows: number;
+  rowsPerSec: number;
+  ratioToInsert: number | null;
+  requestP50Ms: number;
+  requestP99Ms: number;
+}
+
+/** Filled by runIngest: the 8-pod decomposition of the stack's cost (raw pg, no HTTP). */
+export const decomposition: DecompositionRow[] = [];
+
+export async function runIngest(deps: AppDeps, load: LoadWorker, options: IngestOptions): Promise<IngestRow[]> {
+  const { log, batchSize } = options;
+  const common = { url: options.url, databaseUrl: options.databaseUrl, batchSize, poolSize: options.poolSize, gzip: false };
+
+  // Warm-up: JIT, connection pools, plan caches, on every path that is measured.
+  const warm = await createPods(deps, 3);
+  await load.ingest({ ...common, mode: 'stack', pods: warm.slice(0, 1), batchesPerPod: 20 });
+  await load.ingest({ ...common, mode: 'stack', pods: warm.slice(0, 1), batchesPerPod: 5, gzip: true });
+  if (options.baselines) {
+    await load.ingest({ ...common, mode: 'values', pods: warm.slice(1, 2), batchesPerPod: 20 });
+    await load.ingest({ ...common, mode: 'copy', pods: warm.slice(2, 3), batchesPerPod: 20 });
+  }
+
+  const rows: IngestRow[] = [];
+  for (const pods of options.podCounts) {
+    const batchesPerPod = Math.max(1, Math.round(options.rowsPerCase / (pods * batchSize)));
+    const total = pods * batchesPerPod * batchSize;
+    const stackPods = await createPods(deps, pods);
+    const stack = await load.ingest({ ...common, mode: 'stack', pods: stackPods, batchesPerPod });
+    check(`stack ${pods} pods`, stack, total, log);
+    let values: IngestResult | null = null;
+    let copy: IngestResult | null = null;
+    let valuesPods: PodTarget[] = [];
+    if (options.baselines) {
+      valuesPods = await createPods(deps, pods);
+      values = await load.ingest({ ...common, mode: 'values', pods: valuesPods, batchesPerPod });
+      check(`values ${pods} pods`, values, total, log);
+      copy = await load.ingest({ ...common, mode: 'copy', pods: await createPods(deps, pods), batchesPerPod });
+      check(`copy ${pods} pods`, copy, total, log);
+    }
+    const summary = summarize(stack.requestMs);
+    const row: IngestRow = {
+      pods,
+      variant: 'insert',
+      rows: total,
+      stackRowsPerSec: rate(stack),
+      baselineRowsPerSec: values ? rate(values) : null,
+      copyRowsPerSec: copy ? rate(copy) : null,
+      ratio: values ? round(rate(stack) / rate(values), 2) : null,
+      stackRequestP50Ms: summary.p50,
+      stackRequestP99Ms: summary.p99,
+      errors: [...stack.errors, ...(values?.errors ?? []), ...(copy?.errors ?? [])],
+    };
+    rows.push(row);
+    log(`  ingest ${pods} pods: stack ${row.stackRowsPerSec} rows/s, insert ${row.baselineRowsPerSec ?? '-'}, copy ${row.copyRowsPerSec ?? '-'}, ratio ${row.ratio ?? '-'}`);
+
+    if (pods === 8 && options.baselines) {
+      // Where the stack's time goes: its own statement without HTTP, plus today's separate
+      // notify, and the proposal (notify inside the statement).
+      for (const mode of ['stack-sql', 'stack-sql+notify', 'stack-sql, notify folded'] as const) {
+        const r = await load.ingest({ ...common, mode, pods: await createPods(deps, pods), batchesPerPod });
+        check(mode, r, total, log);
+        const rs = summarize(r.requestMs);
+        decomposition.push({ mode, pods, rows: total, rowsPerSec: rate(r), ratioToInsert: values ? round(rate(r) / rate(values), 2) : null, requestP50Ms: rs.p50, requestP99Ms: rs.p99 });
+        log(`  ingest 8 pods ${mode}: ${rate(r)} rows/s`);
+      }
+    }
+    if (pods === 8) {
+      // Replay: the very same batches again, every row a duplicate (a pod retrying after a lost ack).
+      const replay = await load.ingest({ ...common, mode: 'stack', pods: stackPods, batchesPerPod });
+      check('stack replay', replay, 0, log);
+      const valuesReplay = options.baselines ? await load.ingest({ ...common, mode: 'values', pods: valuesPods, batchesPerPod }) : null;
+      if (valuesReplay) check('values replay', valuesReplay, 0, log);
+      const rs = summarize(replay.requestMs);
+      rows.push({
+        pods,
+        variant: 'replay',
+        rows: total,
+        stackRowsPerSec: rate(replay),
+        baselineRowsPerSec: valuesReplay ? rate(valuesReplay) : null,
+        copyRowsPerSec: null,
+        ratio: valuesReplay ? round(rate(replay) / rate(valuesReplay), 2) : null,
+        stackRequestP50Ms: rs.p50,
+        stackRequestP99Ms: rs.p99,
+        errors: [...replay.errors, ...(valuesReplay?.errors ?? [])],
+      });
+      // The same amount of fresh rows, gzipped by the pod.
+      const gz = await load.ingest({ ...common, mode: 'stack', pods: await createPods(deps, pods), batchesPerPod, gzip: true });
+      check('stack gzip', gz, total, log);
+      const gs = summarize(gz.requestMs);
+      rows.push({
+        pods,
+        variant: 'insert, gzip',
+        rows: total,
+        stackRowsPerSec: rate(gz),
+        baselineRowsPerSec: row.baselineRowsPerSec,
+        copyRowsPerSec: row.copyRowsPerSec,
+        ratio: row.baselineRowsPerSec ? round(rate(gz) / row.baselineRowsPerSec, 2) : null,
+        stackRequestP50Ms: gs.p50,
+        stackRequestP99Ms: gs.p99,
+        errors: gz.errors,
+      });
+      log(`  ingest 8 pods replay: stack ${rate(replay)} rows/s; gzip: stack ${rate(gz)} rows/s`);
+    }
+  }
+  return rows;
+}

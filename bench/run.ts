@@ -1,0 +1,217 @@
+// `npm run bench`: one run that starts the real server in-process on a fresh PostgreSQL
+// database, measures ingest, listing, live delivery and the SPA's initial JavaScript, prints
+// a table and writes bench/results.json and bench/README.md.
+//
+//   BENCH_DATABASE_URL  postgres://postgres@127.0.0.1:5432/predictions_bench (created and dropped)
+//   BENCH_QUICK=1       small sizes, for developing the bench itself (results are not written)
+//   BENCH_ONLY=ingest,list,live,spa,pglite   run only these sections
+//   BENCH_KEEP_DB=1     keep the database afterwards (and reuse a seeded one: skips re-seeding)
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { loadConfig } from '../server/env';
+import { startServer, type RunningServer } from '../server/server';
+import { machineInfo } from './common';
+import { decomposition, runIngest, type DecompositionRow, type IngestRow } from './ingest';
+import { startLoadWorker } from './load-client';
+import { runListing, type ListingResults } from './listing';
+import { runLive, type LiveRow } from './live';
+import { renderReadme, renderTable } from './report';
+import { seedListing } from './seed';
+import { measureSpa, type SpaResult } from './spa';
+import { runPglite, type PgliteResults } from './pglite';
+
+const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+const databaseUrl = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/predictions_bench';
+const quick = process.env.BENCH_QUICK === '1';
+const keepDb = process.env.BENCH_KEEP_DB === '1';
+const only = new Set((process.env.BENCH_ONLY || 'ingest,list,live,spa,pglite').split(',').map((s) => s.trim()));
+const POOL_SIZE = 10;
+
+export interface Results {
+  generatedAt: string;
+  quick: boolean;
+  durationSeconds: number;
+  machine: ReturnType<typeof machineInfo>;
+  ingest: IngestRow[];
+  ingestDecomposition: DecompositionRow[];
+  list: ListingResults['list'];
+  diagnostics: ListingResults['diagnostics'] | null;
+  explain: ListingResults['explain'];
+  seed: ListingResults['seed'] | null;
+  live: LiveRow[];
+  spa: SpaResult | null;
+  pglite: PgliteResults | null;
+  targets: Array<{ target: string; value: string; met: boolean | null }>;
+}
+
+const started = performance.now();
+const log = (line: string) => console.log(`[bench ${((performance.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}`);
+
+async function recreateDatabase(url: string, drop: boolean): Promise<boolean> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
+  if (!/^[\w-]+$/.test(name)) throw new Error(`BENCH_DATABASE_URL names an unusual database (${name}); use letters, digits, - and _`);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const exists = (await client.query('select 1 from pg_database where datname = $1', [name])).rowCount === 1;
+    if (exists && !drop) return true;
+    if (exists) await client.query(`drop database ${pg.escapeIdentifier(name)} with (force)`);
+    await client.query(`create database ${pg.escapeIdentifier(name)}`);
+    return false;
+  } finally {
+    await client.end();
+  }
+}
+
+async function dropDatabase(url: string): Promise<void> {
+  const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function postgresVersion(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ server_version: string }>('show server_version');
+    return rows[0]?.server_version ?? 'unknown';
+  } finally {
+    await client.end();
+  }
+}
+
+function secret(): string {
+  return randomBytes(48).toString('base64');
+}
+
+async function main(): Promise<void> {
+  const reused = await recreateDatabase(databaseUrl, !keepDb);
+  const machine = machineInfo(await postgresVersion(databaseUrl));
+  log(`machine: ${machine.cpus} × ${machine.model}, ${machine.memGiB} GiB, node ${machine.node}, postgres ${machine.postgres}, load ${machine.loadAverageAtStart.join(' ')}`);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'predictions-bench-'));
+  const server: RunningServer = await startServer(
+    loadConfig({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      DATABASE_URL: databaseUrl,
+      DATABASE_POOL_SIZE: String(POOL_SIZE),
+      SESSION_SECRET: secret(),
+      JOB_TOKEN_SECRET: secret(),
+    }),
+  );
+  const load = startLoadWorker();
+  const results: Results = {
+    generatedAt: new Date().toISOString(),
+    quick,
+    durationSeconds: 0,
+    machine,
+    ingest: [],
+    ingestDecomposition: decomposition,
+    list: [],
+    diagnostics: null,
+    explain: [],
+    seed: null,
+    live: [],
+    spa: null,
+    pglite: null,
+    targets: [],
+  };
+  try {
+    if (only.has('list')) {
+      log('listing: seeding');
+      const seeded = await seedListing(server.deps, { databaseUrl, total: quick ? 100_000 : 1_000_000, bigJob: quick ? 40_000 : 200_000, jobs: quick ? 100 : 1_000, users: 10, reuse: reused, log });
+      log('listing: measuring');
+      const listing = await runListing(server.deps, { url: server.url, databaseUrl, seeded, quick, log });
+      results.list = listing.list;
+      results.diagnostics = listing.diagnostics;
+      results.explain = listing.explain;
+      results.seed = listing.seed;
+    }
+    if (only.has('ingest')) {
+      log('ingest');
+      results.ingest = await runIngest(server.deps, load, {
+        url: server.url,
+        databaseUrl,
+        poolSize: POOL_SIZE,
+        rowsPerCase: quick ? 3_200 : 32_000,
+        batchSize: 100,
+        podCounts: [1, 8, 32],
+        baselines: true,
+        log,
+      });
+    }
+    if (only.has('live')) {
+      log('live');
+      results.live = await runLive(server.deps, load, { url: server.url, subscriberCounts: [1, 50], writes: quick ? 10 : 50, log });
+    }
+  } finally {
+    await load.close();
+    await server.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+  if (only.has('pglite')) {
+    log('pglite');
+    results.pglite = await runPglite({ quick, log });
+  }
+  if (only.has('spa')) {
+    log('spa: vite build');
+    results.spa = await measureSpa(path.join(BENCH_DIR, 'out', 'spa'));
+  }
+  if (!keepDb) await dropDatabase(databaseUrl);
+
+  results.durationSeconds = Math.round((performance.now() - started) / 1000);
+  results.targets = evaluateTargets(results);
+  const table = renderTable(results);
+  console.log(`\n${table}`);
+  if (quick || only.size < 5) {
+    log('quick or partial run: bench/results.json and bench/README.md left as they were (written to bench/out/)');
+    await writeFile(path.join(BENCH_DIR, 'out', 'results.partial.json'), `${JSON.stringify(results, null, 2)}\n`);
+  } else {
+    await writeFile(path.join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    await writeFile(path.join(BENCH_DIR, 'README.md'), renderReadme(results, table));
+    log('wrote bench/results.json and bench/README.md');
+  }
+}
+
+function evaluateTargets(r: Results): Results['targets'] {
+  const targets: Results['targets'] = [];
+  const eight = r.ingest.find((row) => row.pods === 8 && row.variant === 'insert');
+  if (eight) targets.push({ target: 'ingest at 8 pods ≥ 0.5 × multi-row INSERT', value: `${eight.ratio ?? '-'}×`, met: eight.ratio === null ? null : eight.ratio >= 0.5 });
+  const p1 = r.list.find((row) => row.case === 'page 1');
+  const p1000 = r.list.find((row) => row.case === 'page 1000');
+  if (p1 && p1000) targets.push({ target: 'page 1000 p50 ≤ 1.5 × page 1 p50', value: `${(p1000.p50Ms / p1.p50Ms).toFixed(2)}×`, met: p1000.p50Ms <= 1.5 * p1.p50Ms });
+  if (r.list.length > 0) {
+    const worst = r.list.reduce((a, b) => (b.p99Ms > a.p99Ms ? b : a));
+    targets.push({ target: 'list p99 < 25 ms at 1 M rows (every case)', value: `worst ${worst.p99Ms} ms (${worst.case})`, met: worst.p99Ms < 25 });
+    const plain = r.list.filter((row) => !row.case.startsWith('search'));
+    if (plain.length > 0) {
+      const worstPlain = plain.reduce((a, b) => (b.p99Ms > a.p99Ms ? b : a));
+      targets.push({ target: 'list p99 < 25 ms, cases without search', value: `worst ${worstPlain.p99Ms} ms (${worstPlain.case})`, met: worstPlain.p99Ms < 25 });
+    }
+  }
+  for (const row of r.live) targets.push({ target: `live delivery p99 < 250 ms, ${row.subscribers} subscriber(s)`, value: `${row.p99Ms} ms`, met: row.p99Ms < 250 });
+  return targets;
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
