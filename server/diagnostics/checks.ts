@@ -118,7 +118,17 @@ export function diagnose(facts: JobFacts): Omit<DiagnosticsOutput, 'checkedAt'> 
   const localEvents = event('pod_local_mode');
   const missingFromLedger = localEvents.flatMap((e) => (Array.isArray(e.lastDetail.missing) ? e.lastDetail.missing.map(String) : []));
   const allMissing = [...new Set([...missing, ...missingFromLedger])].sort();
-  if (report?.mode === 'local' || allMissing.length > 0) {
+  if ((report?.mode === 'local' || allMissing.length > 0) && facts.stored.count > 0 && !live) {
+    // Local mode, but the spool has since been uploaded (trainer sync): nothing is missing now.
+    checks.push([
+      'pod_mode',
+      warn(
+        'The pod ran in local mode',
+        `The pod started without ${allMissing.length ? allMissing.join(', ') : 'its cloud settings'} and kept its predictions on its own disk; ${plural(facts.stored.count, 'prediction')} have been uploaded since.`,
+        `Set ${allMissing.length ? allMissing.join(', ') : 'JOB_ID, JOB_TOKEN and API_URL'} on the next run so predictions arrive while it trains.`,
+      ),
+    ]);
+  } else if (report?.mode === 'local' || allMissing.length > 0) {
     checks.push([
       'pod_mode',
       fail(
@@ -230,7 +240,8 @@ export function diagnose(facts: JobFacts): Omit<DiagnosticsOutput, 'checkedAt'> 
   } else if (facts.status === 'cancelled') {
     checks.push(['job_failure', warn('The job was cancelled', `Cancelled ${facts.finishedAt ? ago(facts.finishedAt, now) : ''}.`.trim(), 'Deploy it again to continue.')]);
   } else {
-    checks.push(['job_failure', pass(facts.status === 'completed' ? 'The job completed' : 'The job is running', `Status: ${facts.status}.`)]);
+    const title = facts.status === 'completed' ? 'The job completed' : facts.status === 'running' ? 'The job is running' : 'Waiting for the pod to start';
+    checks.push(['job_failure', pass(title, `Status: ${facts.status}.`)]);
   }
 
   // 10. Predictions are stored

@@ -70,9 +70,22 @@ describe('diagnostics.job', () => {
     expect(result.checks.find((c) => c.id === 'pod_mode')?.fix).toMatch(/sync --spool/);
   });
 
+  it('local mode whose spool was synced afterwards is a warning about the next run, not a loss', async () => {
+    const s = await scenario();
+    await s.pod.heartbeat.mutate({ mode: 'local', env: { JOB_ID: false, JOB_TOKEN: true, API_URL: true }, step: 15, counters: counters(5, 5), triggerFires: 1 });
+    await s.pod.writePredictions.mutate({ predictions: rows(5) });
+    await s.pod.finish.mutate({ status: 'completed' });
+    const result = await s.diagnose();
+    const podMode = result.checks.find((c) => c.id === 'pod_mode');
+    expect(podMode).toMatchObject({ status: 'warn', title: 'The pod ran in local mode' });
+    expect(podMode?.message).toMatch(/without JOB_ID .* 5 predictions have been uploaded since/);
+    expect(result.checks.filter((c) => c.status === 'fail')).toEqual([]);
+  });
+
   it('seed: a pod that never connects', async () => {
     const s = await scenario();
     const result = await s.diagnose();
+    expect(result.checks.find((c) => c.id === 'job_failure')?.title).toBe('Waiting for the pod to start');
     expect(result.rootCauseCheck).toBe('pod_connected');
     expect(result.rootCause).toMatch(/^The pod never connected/);
     expect(result.checks.find((c) => c.id === 'pod_connected')?.fix).toMatch(/JOB_ID, JOB_TOKEN and API_URL/);
