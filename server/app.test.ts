@@ -1,4 +1,7 @@
 // The HTTP shell around tRPC: health, body limit, batch cap, gzip, headers, no leaks.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from './test-support/server';
@@ -76,5 +79,35 @@ describe('the HTTP shell', () => {
   it('never sends a stack trace', async () => {
     const res = await server.raw('auth.login', { method: 'POST', body: '{' });
     expect(JSON.stringify(res.body)).not.toMatch(/stack|at .*\.ts:\d+/);
+  });
+});
+
+describe('the web app files', () => {
+  let spaServer: TestServer;
+  let spaDir: string;
+  beforeAll(async () => {
+    spaDir = await mkdtemp(path.join(tmpdir(), 'spa-'));
+    await mkdir(path.join(spaDir, 'assets'));
+    await writeFile(path.join(spaDir, 'index.html'), '<!doctype html><title>t</title>');
+    await writeFile(path.join(spaDir, 'assets', 'app.js'), `console.log(${JSON.stringify('x'.repeat(20_000))});`);
+    spaServer = await startTestServer({}, { spaDir });
+  });
+  afterAll(async () => {
+    await spaServer?.close();
+    await rm(spaDir, { recursive: true, force: true });
+  });
+
+  it('gzips assets for browsers that accept it, and sends them plain to those that do not', async () => {
+    const gzipped = await fetch(`${spaServer.url}/assets/app.js`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(gzipped.headers.get('content-encoding')).toBe('gzip');
+    expect((await gzipped.text()).length).toBeGreaterThan(20_000);
+    const plain = await fetch(`${spaServer.url}/assets/app.js`, { headers: { 'accept-encoding': 'identity' } });
+    expect(plain.headers.get('content-encoding')).toBeNull();
+  });
+
+  it('serves index.html for any app path, so shared job links open', async () => {
+    const res = await fetch(`${spaServer.url}/jobs/00000000-0000-0000-0000-000000000000/compare`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('<title>t</title>');
   });
 });

@@ -1,6 +1,6 @@
 // Starts the whole server for a given config: database, secrets, HTTP. Used by main.ts and by
 // tests that need a real server on a real port.
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openDatabase, type Database } from '../db/client';
 import { createApp, type AppOptions } from './app';
@@ -25,8 +25,15 @@ export interface StartOptions extends AppOptions {
 export async function startServer(config: AppConfig, options: StartOptions = {}): Promise<RunningServer> {
   const database = options.database ?? (await openDatabase(config.database));
   const secrets = await resolveSecrets(config);
-  // Listen first, so the public URL can be derived from the real port when it was 0.
-  const server: Server = createServer();
+  // Listen first, so the public URL can be derived from the real port when it was 0. Until the
+  // app is attached, requests (a load balancer's health check, an eager pod) get a quick 503
+  // with Retry-After instead of hanging on an unanswered socket.
+  let app: RequestListener | undefined;
+  const server: Server = createServer((req, res) => {
+    if (app) return app(req, res);
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '2' });
+    res.end(JSON.stringify({ status: 'starting' }));
+  });
   // Bounded timeouts: a slow or stalled request cannot hold a connection forever.
   server.headersTimeout = 20_000;
   server.requestTimeout = 120_000;
@@ -43,7 +50,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
   await deps.live.start();
   const orphaned = await failOrphanedLocalJobs(deps);
   if (orphaned > 0) console.warn(`[server] ${orphaned} local job(s) were left running by a previous start; marked failed`);
-  server.on('request', createApp(deps, options));
+  app = createApp(deps, options);
   return {
     url,
     deps,

@@ -17,7 +17,6 @@ import {
   listPredictionsPage,
   predictionEpochs,
   predictionsAfterId,
-  SEARCH_COUNT_CAP,
   type PredictionRecord,
 } from '../../db/queries/predictions';
 
@@ -49,7 +48,7 @@ export async function listPredictions(deps: AppDeps, userId: string, input: List
   const db = deps.database.db;
   const filters = { jobId: input.jobId, userId, epoch: input.epoch, trigger: input.trigger, search: input.search || undefined };
   const after = input.cursor ? decodeCursor(input.cursor) : undefined;
-  const [rows, totalCount, epochs, latestId] = await Promise.all([
+  const [rows, total, epochs, latestId] = await Promise.all([
     listPredictionsPage(db, { ...filters, limit: input.limit + 1, ...(after ? { after } : {}) }),
     countMatchingPredictions(db, filters),
     predictionEpochs(db, { jobId: input.jobId, userId }),
@@ -57,12 +56,11 @@ export async function listPredictions(deps: AppDeps, userId: string, input: List
   ]);
   const page = rows.slice(0, input.limit);
   const last = page.at(-1);
-  const capped = totalCount > SEARCH_COUNT_CAP;
   return {
     items: page.map(toItem),
     nextCursor: rows.length > input.limit && last ? encodeCursor(last) : null,
-    totalCount: capped ? SEARCH_COUNT_CAP : totalCount,
-    totalCountIsLowerBound: capped,
+    totalCount: total.count,
+    totalCountIsLowerBound: total.isLowerBound,
     epochCount: epochs.length,
     latestId,
   };
@@ -104,13 +102,20 @@ const LIVE_BATCH = 500;
 
 // Every subscriber of a job wakes on the same notification and asks for the same rows; one
 // read per (job, position) is shared by all of them instead of one query each.
-const sharedReads = new Map<string, Promise<PredictionRecord[]>>();
+// Keyed by database, so servers sharing this process (tests) never share reads.
+const sharedReads = new WeakMap<AppDeps['database'], Map<string, Promise<PredictionRecord[]>>>();
 function readAfter(deps: AppDeps, params: { jobId: string; userId: string; afterId: number }): Promise<PredictionRecord[]> {
+  let reads = sharedReads.get(deps.database);
+  if (!reads) {
+    reads = new Map();
+    sharedReads.set(deps.database, reads);
+  }
   const key = `${params.jobId}:${params.userId}:${params.afterId}`;
-  let read = sharedReads.get(key);
+  let read = reads.get(key);
   if (!read) {
-    read = predictionsAfterId(deps.database.db, { ...params, limit: LIVE_BATCH }).finally(() => sharedReads.delete(key));
-    sharedReads.set(key, read);
+    const pending = reads;
+    read = predictionsAfterId(deps.database.db, { ...params, limit: LIVE_BATCH }).finally(() => pending.delete(key));
+    reads.set(key, read);
   }
   return read;
 }

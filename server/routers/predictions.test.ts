@@ -75,6 +75,16 @@ describe('predictions.list', () => {
     );
   });
 
+  it('counts search matches exactly up to 1000 and says "at least" beyond, paging still reaching every match', async () => {
+    const { api, jobId } = await jobWithRows(1_500, { samples: 10 });
+    const exact = await api.predictions.list.query({ jobId, search: 'sample 7', limit: 5 });
+    expect(exact).toMatchObject({ totalCount: 150, totalCountIsLowerBound: false });
+    const many = await api.predictions.list.query({ jobId, search: 'prompt for', limit: 5 });
+    expect(many).toMatchObject({ totalCount: 1000, totalCountIsLowerBound: true });
+    expect((await pageThrough(api, { jobId, search: 'prompt for', limit: 200 })).items).toHaveLength(1_500);
+    expect(await api.predictions.list.query({ jobId, limit: 5 })).toMatchObject({ totalCount: 1_500, totalCountIsLowerBound: false });
+  });
+
   it('matches search text literally, wildcards included', async () => {
     const { api, jobId, token } = await jobWithRows(0 + 1);
     const pod = server.client(token);
