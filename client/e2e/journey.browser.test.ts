@@ -29,6 +29,8 @@ describeBrowser('the whole journey in the browser', () => {
 
     // The defaults: the example dataset, this server, sampled after each evaluation.
     await expect(page.getByRole('radio', { name: /On this server/ }).isChecked()).resolves.toBe(true);
+    // Only the launchers this server offers (launchers.list): local and manual, not the cloud ones.
+    await expect(page.locator('input[name="launcher"]').evaluateAll((inputs) => inputs.map((i) => (i as HTMLInputElement).value))).resolves.toEqual(['local', 'manual']);
     await expect(page.getByRole('radio', { name: /After each evaluation/ }).isChecked()).resolves.toBe(true);
     await page.getByTestId('total-steps').getByText('optimizer steps').waitFor();
     await page.getByLabel('Name', { exact: true }).fill('everyday facts, local');

@@ -58,10 +58,23 @@ const INITIAL: FormState = {
   maxNewTokens: String(PREDICTION_DEFAULTS.maxNewTokens),
 };
 
-const LAUNCHER_CHOICES: { value: LauncherName; title: string; explain: string }[] = [
-  { value: 'local', title: 'On this server', explain: 'Runs here on this server, as a child process. Nothing to set up.' },
-  { value: 'manual', title: 'Manual', explain: 'You run the trainer yourself, on any machine; you get its environment and command.' },
-];
+/** How each launcher is named in the form; what it does comes from the server (launchers.list). */
+const LAUNCHER_TITLES: Record<LauncherName, string> = {
+  local: 'On this server',
+  manual: 'Manual',
+  kubernetes: 'Kubernetes',
+  runpod: 'RunPod',
+};
+
+type LauncherInfo = RouterOutputs['launchers']['list']['items'][number];
+
+/** The settings an operator chose for a launcher, in a line: "image ghcr.io/…, gpuCount 1". */
+function launcherSettings(launcher: LauncherInfo): string {
+  return Object.entries(launcher.settings)
+    .filter(([, value]) => value !== null && value !== '' && typeof value !== 'boolean')
+    .map(([key, value]) => `${key} ${String(value)}`)
+    .join(' · ');
+}
 
 const TRIGGER_CHOICES: { value: SampleFrequency; explain: string }[] = [
   { value: 'eval', explain: 'Samples right after the trainer evaluates, so scores and predictions line up. Needs evaluation on.' },
@@ -147,6 +160,13 @@ export function NewJobPage() {
   const set = <K extends keyof FormState>(key: K, value: FormState[K]) => setForm((old) => ({ ...old, [key]: value }));
 
   const datasets = useQuery(trpc.datasets.list.queryOptions());
+  const launchers = useQuery(trpc.launchers.list.queryOptions());
+  const offered = launchers.data?.items;
+  useEffect(() => {
+    // The default (local) may be switched off on this server: pick the first one it offers.
+    const first = offered?.[0];
+    if (first && !offered.some((l) => l.name === form.launcher)) setForm((old) => ({ ...old, launcher: first.name }));
+  }, [offered, form.launcher]);
   const firstDataset = datasets.data?.[0]?.id;
   useEffect(() => {
     if (firstDataset && !form.datasetId) setForm((old) => ({ ...old, datasetId: firstDataset }));
@@ -253,23 +273,33 @@ export function NewJobPage() {
           </div>
           <fieldset className="choices">
             <legend>Where it runs</legend>
-            <div className="choice-grid">
-            {LAUNCHER_CHOICES.map((choice) => (
-              <label key={choice.value} className={form.launcher === choice.value ? 'choice choice-selected' : 'choice'}>
-                <input
-                  type="radio"
-                  name="launcher"
-                  value={choice.value}
-                  checked={form.launcher === choice.value}
-                  onChange={() => set('launcher', choice.value)}
-                />
-                <span>
-                  <span className="choice-title">{choice.title}</span>
-                  <span className="choice-explain">{choice.explain}</span>
-                </span>
-              </label>
-            ))}
-            </div>
+            {launchers.isPending ? (
+              <Loading label="Loading launchers…" />
+            ) : launchers.isError ? (
+              <QueryError error={launchers.error} what="Launchers" onRetry={() => void launchers.refetch()} />
+            ) : (
+              <div className="choice-grid">
+                {launchers.data.items.map((launcher) => {
+                  const settings = launcherSettings(launcher);
+                  return (
+                    <label key={launcher.name} className={form.launcher === launcher.name ? 'choice choice-selected' : 'choice'}>
+                      <input
+                        type="radio"
+                        name="launcher"
+                        value={launcher.name}
+                        checked={form.launcher === launcher.name}
+                        onChange={() => set('launcher', launcher.name)}
+                      />
+                      <span>
+                        <span className="choice-title">{LAUNCHER_TITLES[launcher.name]}</span>
+                        <span className="choice-explain">{launcher.description}</span>
+                        {settings && <span className="choice-settings">{settings}</span>}
+                      </span>
+                    </label>
+                  );
+                })}
+              </div>
+            )}
             <ProblemList problems={forField('launcher')} id="launcher-problems" />
           </fieldset>
         </section>

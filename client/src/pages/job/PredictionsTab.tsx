@@ -85,7 +85,10 @@ export function PredictionsTab({ job }: { job: JobDetail }) {
     return arrived.filter((row) => row.id > latestId && !seen.has(row.id) && matches(row, { epoch, trigger, search }));
   }, [arrived, loaded, latestId, list.hasNextPage, epoch, trigger, search]);
   const rows = [...loaded, ...fresh];
-  const total = (firstPage?.totalCount ?? 0) + fresh.length;
+  // A search counts its matches up to a cap; past it the total is "at least", shown as "1,000+".
+  const atLeast = firstPage?.totalCountIsLowerBound ?? false;
+  const total = Math.max((firstPage?.totalCount ?? 0) + fresh.length, rows.length);
+  const totalText = atLeast ? `${total.toLocaleString()}+ predictions` : plural(total, 'prediction');
 
   return (
     <>
@@ -155,7 +158,7 @@ export function PredictionsTab({ job }: { job: JobDetail }) {
         ) : (
           <>
             <p className="table-caption muted" aria-live="polite" data-testid="predictions-count">
-              Showing {rows.length.toLocaleString()} of {plural(total, 'prediction')}
+              Showing {rows.length.toLocaleString()} of {totalText}
               {filtered ? ' matching the filters' : ''}
               {list.isFetching && !list.isFetchingNextPage ? ' · refreshing…' : ''}
             </p>
@@ -183,7 +186,7 @@ export function PredictionsTab({ job }: { job: JobDetail }) {
             {list.hasNextPage && (
               <div className="load-more">
                 <button type="button" className="button-quiet" onClick={() => void list.fetchNextPage()} disabled={list.isFetchingNextPage}>
-                  {list.isFetchingNextPage ? 'Loading…' : `Load more (${(total - rows.length).toLocaleString()} left)`}
+                  {list.isFetchingNextPage ? 'Loading…' : atLeast ? 'Load more' : `Load more (${(total - rows.length).toLocaleString()} left)`}
                 </button>
               </div>
             )}
