@@ -28,9 +28,9 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
   // Listen first, so the public URL can be derived from the real port when it was 0. Until the
   // app is attached, requests (a load balancer's health check, an eager pod) get a quick 503
   // with Retry-After instead of hanging on an unanswered socket.
-  let app: RequestListener | undefined;
+  const ready: { app?: RequestListener } = {};
   const server: Server = createServer((req, res) => {
-    if (app) return app(req, res);
+    if (ready.app) return ready.app(req, res);
     res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '2' });
     res.end(JSON.stringify({ status: 'starting' }));
   });
@@ -50,7 +50,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
   await deps.live.start();
   const orphaned = await failOrphanedLocalJobs(deps);
   if (orphaned > 0) console.warn(`[server] ${orphaned} local job(s) were left running by a previous start; marked failed`);
-  app = createApp(deps, options);
+  ready.app = createApp(deps, options);
   return {
     url,
     deps,

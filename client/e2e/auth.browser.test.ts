@@ -1,21 +1,16 @@
 // Sign up and sign in through the built SPA served by the real server, in headless Chromium.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { describeBrowser, launchBrowser, screenshot } from '../../server/test-support/browser';
-import { startTestServer, type TestServer } from '../../server/test-support/server';
+import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
+import type { TestServer } from '../../server/test-support/server';
 import { TEST_PASSWORD, uniqueEmail } from '../../server/test-support/factories';
-import { SPA_DIR } from '../../server/spa';
 
 describeBrowser('accounts in the browser', () => {
   let server: TestServer;
   let browser: Browser;
-  beforeAll(async () => {
-    server = await startTestServer({}, { spaDir: SPA_DIR });
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+  useBrowserApp((started, launched) => {
+    server = started;
+    browser = launched;
   });
 
   it('signs up, stays signed in across a reload, signs out and signs back in', async () => {

@@ -1,24 +1,19 @@
 // The journeys that go wrong, in the browser: a trigger that can never fire is stopped at the
 // form, and a manual job whose pod never connects is named as such on the diagnostics tab.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { describeBrowser, launchBrowser, screenshot } from '../../server/test-support/browser';
-import { startTestServer, type TestServer } from '../../server/test-support/server';
-import { SPA_DIR } from '../../server/spa';
+import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
+import type { TestServer } from '../../server/test-support/server';
 import { DESKTOP, jobIdFromUrl, jobTab, signUp, UUID } from './support';
 
 describeBrowser('broken journeys in the browser', () => {
   let server: TestServer;
   let browser: Browser;
-  beforeAll(async () => {
-    // No grace period: a pod that has not connected yet counts as never connected.
-    server = await startTestServer({ DIAGNOSTICS_CONNECT_GRACE_SECONDS: '0' }, { spaDir: SPA_DIR });
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  // No grace period: a pod that has not connected yet counts as never connected.
+  useBrowserApp((started, launched) => {
+    server = started;
+    browser = launched;
+  }, { DIAGNOSTICS_CONNECT_GRACE_SECONDS: '0' });
 
   it('stops a trigger that cannot fire at the form, and names a pod that never connected', async () => {
     const page = await browser.newPage({ viewport: DESKTOP });

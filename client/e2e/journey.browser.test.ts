@@ -1,11 +1,10 @@
 // The whole journey on the embedded default: sign up, deploy a job on the example dataset with
 // the local launcher (the trainer runs as a child process of the server), watch predictions
 // arrive without a reload, compare the first and last epoch, and find every check passing.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { describeBrowser, launchBrowser, screenshot } from '../../server/test-support/browser';
-import { startTestServer, type TestServer } from '../../server/test-support/server';
-import { SPA_DIR } from '../../server/spa';
+import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
+import type { TestServer } from '../../server/test-support/server';
 import { DESKTOP, jobIdFromUrl, jobTab, openNewJobForm, signUp, UUID } from './support';
 
 const RUN_TIMEOUT = 90_000;
@@ -13,13 +12,9 @@ const RUN_TIMEOUT = 90_000;
 describeBrowser('the whole journey in the browser', () => {
   let server: TestServer;
   let browser: Browser;
-  beforeAll(async () => {
-    server = await startTestServer({}, { spaDir: SPA_DIR });
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+  useBrowserApp((started, launched) => {
+    server = started;
+    browser = launched;
   });
 
   it('deploys a local job on the example dataset and watches, compares and diagnoses it', { timeout: 180_000 }, async () => {

@@ -1,11 +1,10 @@
 // A manual job whose pod is played by this test through the pod API with the job token from
 // the deploy dialog: predictions, curves and logs appear on the job page without a reload;
 // the comparison lines up the epochs; the finished job diagnoses healthy. Also the phone view.
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { describeBrowser, launchBrowser, screenshot } from '../../server/test-support/browser';
-import { startTestServer, type TestServer } from '../../server/test-support/server';
-import { SPA_DIR } from '../../server/spa';
+import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
+import type { TestServer } from '../../server/test-support/server';
 import { DESKTOP, jobIdFromUrl, jobTab, openNewJobForm, PHONE, signUp, UUID } from './support';
 
 const FACTS = [
@@ -20,13 +19,9 @@ const ENV = { JOB_ID: true, JOB_TOKEN: true, API_URL: true };
 describeBrowser('a manual pod, watched in the browser', () => {
   let server: TestServer;
   let browser: Browser;
-  beforeAll(async () => {
-    server = await startTestServer({}, { spaDir: SPA_DIR });
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+  useBrowserApp((started, launched) => {
+    server = started;
+    browser = launched;
   });
 
   it('shows predictions, curves and logs live, compares epochs, and diagnoses the finished job healthy', async () => {

@@ -10,13 +10,14 @@ import type { Database } from '../../db/client';
 const PREDICTIONS_CHANNEL = 'predictions_stored';
 const JOBS_CHANNEL = 'jobs_changed';
 
-const predictionsPayload = z.object({ jobId: z.uuid(), maxId: z.number().int() });
+const predictionsPayload = z.object({ jobId: z.uuid(), userId: z.uuid(), maxId: z.number().int() });
 const jobPayload = z.object({ jobId: z.uuid(), userId: z.uuid() });
 
 export interface LiveHub {
   start(): Promise<void>;
   close(): Promise<void>;
-  predictionsStored(jobId: string, maxId: number): Promise<void>;
+  /** A batch was stored: wakes the job's prediction subscribers and, since its counts moved, the owner's job subscribers. */
+  predictionsStored(jobId: string, userId: string, maxId: number): Promise<void>;
   jobChanged(jobId: string, userId: string): Promise<void>;
   /** Calls back with the highest stored id each time a batch for the job is stored anywhere. */
   onPredictions(jobId: string, listener: (maxId: number) => void): () => void;
@@ -54,7 +55,9 @@ export function createLiveHub(database: Database): LiveHub {
       stops.push(
         await database.listen(PREDICTIONS_CHANNEL, (payload) => {
           const message = parse(predictionsPayload, payload);
-          if (message) emitter.emit(`predictions:${message.jobId}`, message.maxId);
+          if (!message) return;
+          emitter.emit(`predictions:${message.jobId}`, message.maxId);
+          emitter.emit(`jobs:${message.userId}`, message.jobId);
         }),
         await database.listen(JOBS_CHANNEL, (payload) => {
           const message = parse(jobPayload, payload);
@@ -66,7 +69,7 @@ export function createLiveHub(database: Database): LiveHub {
       await Promise.all(stops.splice(0).map((stop) => stop()));
       emitter.removeAllListeners();
     },
-    predictionsStored: (jobId, maxId) => notify(PREDICTIONS_CHANNEL, { jobId, maxId }),
+    predictionsStored: (jobId, userId, maxId) => notify(PREDICTIONS_CHANNEL, { jobId, userId, maxId }),
     jobChanged: (jobId, userId) => notify(JOBS_CHANNEL, { jobId, userId }),
     onPredictions(jobId, listener) {
       emitter.on(`predictions:${jobId}`, listener);

@@ -83,11 +83,7 @@ export async function podWritePredictions(deps: AppDeps, pod: PodScope, input: {
   });
   const db = deps.database.db;
   const { inserted, maxId } = await insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows: valid });
-  if (maxId !== null) {
-    await deps.live.predictionsStored(pod.jobId, maxId);
-    // The job's prediction count and last write time changed: lists and headers follow.
-    await deps.live.jobChanged(pod.jobId, pod.userId);
-  }
+  if (maxId !== null) await deps.live.predictionsStored(pod.jobId, pod.userId, maxId);
   if (rejected.length > 0) {
     await insertJobEvent(db, {
       jobId: pod.jobId,

@@ -170,3 +170,47 @@ describe('jobs.cancel and jobs.rotateToken', () => {
     expect(JSON.stringify(old.body)).toMatch(/revoked/);
   });
 });
+
+describe('jobs.onUpdate', () => {
+  type Update = { id: string; status: string; predictionCount: number; progress: { step: number | null } };
+  const until = async (updates: Update[], done: (u: Update) => boolean) => {
+    const deadline = Date.now() + 5_000;
+    while (!updates.some(done) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(updates.some(done)).toBe(true);
+  };
+
+  it("streams the owner's job as heartbeats, prediction batches and cancel change it; nobody else sees it", async () => {
+    const user = await createUser(server.deps);
+    const stranger = await createUser(server.deps);
+    const { jobId, token } = await createManualJob(server.deps, user.id);
+    const pod = server.client(token).pod;
+    const mine: Update[] = [];
+    const theirs: Update[] = [];
+    const all = server.client(user.token).jobs.onUpdate.subscribe({}, { onData: (job) => mine.push(job) });
+    const other = server.client(stranger.token).jobs.onUpdate.subscribe({}, { onData: (job) => theirs.push(job) });
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // the streams are open
+      await pod.heartbeat.mutate({ mode: 'cloud', env: { JOB_ID: true, JOB_TOKEN: true, API_URL: true }, step: 4, counters: { generated: 0, persisted: 0, spooled: 0, rejected: 0 }, triggerFires: 0 });
+      await until(mine, (u) => u.id === jobId && u.status === 'running' && u.progress.step === 4);
+      const prediction = { epoch: 1, step: 5, sampleIndex: 0, trigger: 'eval' as const, prompt: 'p', groundTruth: 'g', prediction: 'x' };
+      await pod.writePredictions.mutate({ predictions: [prediction, { ...prediction, sampleIndex: 1 }] });
+      await until(mine, (u) => u.predictionCount === 2);
+      await server.client(user.token).jobs.cancel.mutate({ jobId });
+      await until(mine, (u) => u.status === 'cancelled');
+      expect(theirs).toEqual([]);
+    } finally {
+      all.unsubscribe();
+      other.unsubscribe();
+    }
+  });
+
+  it("answers another user's job id NOT_FOUND, like a missing one", async () => {
+    const owner = await createUser(server.deps);
+    const stranger = await createUser(server.deps);
+    const { jobId } = await createManualJob(server.deps, owner.id);
+    const error = await new Promise<unknown>((resolve) => {
+      const sub = server.client(stranger.token).jobs.onUpdate.subscribe({ jobId }, { onError: (e) => { sub.unsubscribe(); resolve(e); }, onData: () => resolve(null) });
+    });
+    expect(errorDetails(error).code).toBe('NOT_FOUND');
+  });
+});

@@ -4,7 +4,9 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { SPA_DIR } from '../spa';
+import { startTestServer, type TestServer } from './server';
 import { chromiumAvailable, testEnv } from './test-env';
 
 export const CHROMIUM_FLAGS = [
@@ -45,4 +47,22 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   const file = path.resolve(testEnv.screenshotDir, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   return file;
+}
+
+/**
+ * A real server serving the built SPA, and Chromium, for the enclosing describeBrowser block:
+ * started before its tests, closed after them.
+ */
+export function useBrowserApp(onStart: (server: TestServer, browser: Browser) => void, env: Record<string, string> = {}): void {
+  let server: TestServer | undefined;
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    server = await startTestServer(env, { spaDir: SPA_DIR });
+    browser = await launchBrowser();
+    onStart(server, browser);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
 }

@@ -307,22 +307,10 @@ export function NewJobPage() {
         <section className="panel" aria-labelledby="section-training">
           <h2 id="section-training">Training</h2>
           <div className="field-grid">
-            <Field label="Epochs" field="training.epochs" problems={forField('training.epochs')}>
-              {(props) => <input {...props} type="number" inputMode="numeric" min={1} value={form.epochs} onChange={(e) => set('epochs', e.target.value)} />}
-            </Field>
-            <Field label="Batch size" field="training.batchSize" problems={forField('training.batchSize')}>
-              {(props) => (
-                <input {...props} type="number" inputMode="numeric" min={1} value={form.batchSize} onChange={(e) => set('batchSize', e.target.value)} />
-              )}
-            </Field>
-            <Field label="Learning rate" field="training.learningRate" problems={forField('training.learningRate')}>
-              {(props) => (
-                <input {...props} type="number" inputMode="decimal" step="any" min={0} value={form.learningRate} onChange={(e) => set('learningRate', e.target.value)} />
-              )}
-            </Field>
-            <Field label="Seed" field="training.seed" problems={forField('training.seed')}>
-              {(props) => <input {...props} type="number" inputMode="numeric" min={0} value={form.seed} onChange={(e) => set('seed', e.target.value)} />}
-            </Field>
+            <NumberField label="Epochs" field="training.epochs" problems={forField('training.epochs')} value={form.epochs} onChange={(v) => set('epochs', v)} min={1} />
+            <NumberField label="Batch size" field="training.batchSize" problems={forField('training.batchSize')} value={form.batchSize} onChange={(v) => set('batchSize', v)} min={1} />
+            <NumberField label="Learning rate" field="training.learningRate" problems={forField('training.learningRate')} value={form.learningRate} onChange={(v) => set('learningRate', v)} min={0} decimal />
+            <NumberField label="Seed" field="training.seed" problems={forField('training.seed')} value={form.seed} onChange={(v) => set('seed', v)} min={0} />
           </div>
           <div className="field-grid">
             <Field
@@ -343,11 +331,7 @@ export function NewJobPage() {
               )}
             </Field>
             {form.evalStrategy === 'steps' && (
-              <Field label="Evaluate every N steps" field="training.evalSteps" problems={forField('training.evalSteps')}>
-                {(props) => (
-                  <input {...props} type="number" inputMode="numeric" min={1} value={form.evalSteps} onChange={(e) => set('evalSteps', e.target.value)} />
-                )}
-              </Field>
+              <NumberField label="Evaluate every N steps" field="training.evalSteps" problems={forField('training.evalSteps')} value={form.evalSteps} onChange={(v) => set('evalSteps', v)} min={1} />
             )}
           </div>
           <p className="total-steps" data-testid="total-steps" aria-live="polite">
@@ -392,53 +376,10 @@ export function NewJobPage() {
           </fieldset>
           <div className="field-grid">
             {form.sampleFrequency === 'steps' && (
-              <Field label="Sample every N steps" field="predictions.stepInterval" problems={forField('predictions.stepInterval')}>
-                {(props) => (
-                  <input
-                    {...props}
-                    type="number"
-                    inputMode="numeric"
-                    min={1}
-                    value={form.stepInterval}
-                    disabled={!form.predictionsEnabled}
-                    onChange={(e) => set('stepInterval', e.target.value)}
-                  />
-                )}
-              </Field>
+              <NumberField label="Sample every N steps" field="predictions.stepInterval" problems={forField('predictions.stepInterval')} value={form.stepInterval} onChange={(v) => set('stepInterval', v)} min={1} disabled={!form.predictionsEnabled} />
             )}
-            <Field
-              label="Samples each time"
-              field="predictions.sampleCount"
-              problems={forField('predictions.sampleCount')}
-              hint="The same held-out rows every time, so epochs compare."
-            >
-              {(props) => (
-                <input
-                  {...props}
-                  type="number"
-                  inputMode="numeric"
-                  min={1}
-                  max={100}
-                  value={form.sampleCount}
-                  disabled={!form.predictionsEnabled}
-                  onChange={(e) => set('sampleCount', e.target.value)}
-                />
-              )}
-            </Field>
-            <Field label="Max new tokens" field="predictions.maxNewTokens" problems={forField('predictions.maxNewTokens')}>
-              {(props) => (
-                <input
-                  {...props}
-                  type="number"
-                  inputMode="numeric"
-                  min={1}
-                  max={512}
-                  value={form.maxNewTokens}
-                  disabled={!form.predictionsEnabled}
-                  onChange={(e) => set('maxNewTokens', e.target.value)}
-                />
-              )}
-            </Field>
+            <NumberField label="Samples each time" field="predictions.sampleCount" problems={forField('predictions.sampleCount')} hint="The same held-out rows every time, so epochs compare." value={form.sampleCount} onChange={(v) => set('sampleCount', v)} min={1} max={100} disabled={!form.predictionsEnabled} />
+            <NumberField label="Max new tokens" field="predictions.maxNewTokens" problems={forField('predictions.maxNewTokens')} value={form.maxNewTokens} onChange={(v) => set('maxNewTokens', v)} min={1} max={512} disabled={!form.predictionsEnabled} />
           </div>
         </section>
 
@@ -511,6 +452,42 @@ function Field({
       )}
       <ProblemList problems={problems} id={`${id}-problems`} />
     </div>
+  );
+}
+
+/** A number input in a Field; kept as text so a half-typed value is the user's, not NaN. */
+function NumberField({
+  value,
+  onChange,
+  min,
+  max,
+  decimal = false,
+  disabled = false,
+  ...field
+}: Omit<Parameters<typeof Field>[0], 'children'> & {
+  value: string;
+  onChange: (value: string) => void;
+  min: number;
+  max?: number;
+  decimal?: boolean;
+  disabled?: boolean;
+}) {
+  return (
+    <Field {...field}>
+      {(props) => (
+        <input
+          {...props}
+          type="number"
+          inputMode={decimal ? 'decimal' : 'numeric'}
+          step={decimal ? 'any' : undefined}
+          min={min}
+          max={max}
+          value={value}
+          disabled={disabled}
+          onChange={(e) => onChange(e.target.value)}
+        />
+      )}
+    </Field>
   );
 }
 
