@@ -119,14 +119,15 @@ export function listPredictionsPage(db: Db, params: PredictionFilters & { after?
 export const SEARCH_COUNT_CAP = 1000;
 
 /**
- * How many rows match; without a search this reads the per-epoch totals, not the rows. With
- * one it counts at most SEARCH_COUNT_CAP + 1 matches (more means "over the cap").
+ * How many rows match; without a search this reads the per-epoch totals, not the rows, and is
+ * exact. A search counts at most SEARCH_COUNT_CAP matches and says when there are more.
  */
-export async function countMatchingPredictions(db: Db, params: PredictionFilters): Promise<number> {
+export async function countMatchingPredictions(db: Db, params: PredictionFilters): Promise<{ count: number; isLowerBound: boolean }> {
   if (params.search) {
     const matches = db.select({ one: sql`1` }).from(trainingPredictions).where(filterClause(params)).limit(SEARCH_COUNT_CAP + 1).as('matches');
     const [row] = await db.select({ count: sql<number>`count(*)::int` }).from(matches);
-    return row?.count ?? 0;
+    const count = row?.count ?? 0;
+    return count > SEARCH_COUNT_CAP ? { count: SEARCH_COUNT_CAP, isLowerBound: true } : { count, isLowerBound: false };
   }
   const [row] = await db
     .select({ count: sql<number>`coalesce(sum(${predictionEpochStats.count}), 0)::int` })
@@ -139,7 +140,7 @@ export async function countMatchingPredictions(db: Db, params: PredictionFilters
         params.trigger ? eq(predictionEpochStats.trigger, params.trigger) : undefined,
       ),
     );
-  return row?.count ?? 0;
+  return { count: row?.count ?? 0, isLowerBound: false };
 }
 
 export function predictionEpochs(db: Db, params: { jobId: string; userId: string }) {
