@@ -1,6 +1,6 @@
 // Queries on training jobs. User-facing functions take the owner and put it in the where
 // clause, so another user's job id finds nothing. Pod-facing functions take the job id from a
-// verified job token; the one lookup that skips the owner is named unsafe… and has one caller.
+// verified job token. The lookups that skip the owner are named unsafe…, each with one caller.
 import { and, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../client';
 import { datasets, jobEvents, jobLogs, predictionEpochStats, trainingJobs, trainingMetrics, type JobStatus, type PodReport } from '../schema';
@@ -293,4 +293,16 @@ export async function predictionTotals(db: Db, params: { jobId: string }) {
     .from(predictionEpochStats)
     .where(eq(predictionEpochStats.jobId, params.jobId));
   return { count: row?.count ?? 0, lastWriteAt: row?.lastWriteAt ? new Date(row.lastWriteAt) : null };
+}
+
+/**
+ * Every live job of one launcher, whoever owns it: for a launcher whose pods outlive the server
+ * instance that created them, so any instance can follow them. Its one caller is the launcher
+ * registry (server/launchers/registry.ts); nothing here is shown to a user.
+ */
+export function unsafeListLiveJobsOfLauncher(db: Db, params: { launcher: string }) {
+  return db
+    .select({ jobId: trainingJobs.id, userId: trainingJobs.userId, ref: trainingJobs.launcherRef })
+    .from(trainingJobs)
+    .where(and(eq(trainingJobs.launcher, params.launcher), inArray(trainingJobs.status, LIVE_STATUSES)));
 }

@@ -6,7 +6,7 @@ import type { AppDeps } from '../deps';
 import type { LaunchersConfig } from '../env';
 import { LAUNCHERS, type LauncherName } from '../contract/job-config';
 import { launcherEvents } from '../jobs/jobs.service';
-import { getJob, LIVE_STATUSES } from '../../db/queries/jobs';
+import { getJob, LIVE_STATUSES, unsafeListLiveJobsOfLauncher } from '../../db/queries/jobs';
 import { PROJECT_ROOT } from '../paths';
 import type { Launcher, LauncherRegistry } from './types';
 import { createLocalLauncher } from './local';
@@ -45,6 +45,7 @@ export function createLauncherRegistry(deps: AppDeps, options: RegistryOptions =
               const job = await getJob(deps.database.db, { userId, jobId });
               return job !== undefined && LIVE_STATUSES.includes(job.status);
             },
+            liveJobs: () => unsafeListLiveJobsOfLauncher(deps.database.db, { launcher: 'runpod' }),
           })
         : undefined,
   };

@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createUser } from '../test-support/factories';
-import { listJobEvents } from '../../db/queries/jobs';
+import { insertJob, listJobEvents, setLauncherRef } from '../../db/queries/jobs';
+import { jobConfig } from '../contract/job-config';
 
 interface Recorded {
   method: string;
@@ -186,5 +187,30 @@ describe('runpod launcher', () => {
     runpod.refuse.create = { status: 502, body: `upstream error while handling key ${API_KEY}` };
     const { job: second } = await deployRunpodJob();
     expect(second.error).toBe('Launcher runpod failed: RunPod refused to create a pod (HTTP 502): upstream error while handling key [redacted]');
+  });
+
+  it('an instance that did not create the pod (its creator gone) finds it and records its end', async () => {
+    // A live job whose pod was created by an instance that no longer runs.
+    const user = await createUser(server.deps);
+    const dataset = await createDataset(server.deps, user.id);
+    const config = jobConfig.parse({ datasetId: dataset.id, launcher: 'runpod' });
+    const { id: jobId } = await insertJob(server.database.db, { userId: user.id, datasetId: dataset.id, name: 'orphan', launcher: 'runpod', config, status: 'running' });
+    await setLauncherRef(server.database.db, { jobId, userId: user.id, launcherRef: 'podorphan1', launcherOwner: 'gone-instance' });
+    runpod.pods.set('podorphan1', { id: 'podorphan1', desiredStatus: 'RUNNING' });
+
+    const other = await startTestServer(
+      { RUNPOD_API_KEY: API_KEY, RUNPOD_API_URL: server.deps.config.launchers.runpod?.apiUrl ?? '', RUNPOD_IMAGE: 'img', RUNPOD_GPU_TYPE: 'NVIDIA A40', RUNPOD_POLL_SECONDS: '1' },
+      { database: server.database },
+    );
+    try {
+      await until(async () => runpod.requests.filter((r) => r.method === 'GET' && r.path === '/v1/pods/podorphan1').length, (n) => n > 0);
+      runpod.pods.set('podorphan1', { id: 'podorphan1', desiredStatus: 'EXITED', lastStatusChange: 'Exited by user' });
+      const job = await until(() => server.client(user.token).jobs.get.query({ jobId }), (j) => j.status !== 'running');
+      expect(job.status).toBe('failed');
+      expect(job.error).toMatch(/RunPod pod podorphan1 stopped before the job finished \(Exited by user\)/);
+      expect(runpod.calls('podorphan1')).toContainEqual(expect.objectContaining({ method: 'DELETE', path: '/v1/pods/podorphan1' }));
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -13,10 +13,18 @@ export interface RunpodLauncherOptions {
   events: LauncherEvents;
   /** Whether the job is still pending, starting or running; read from the database by the caller. */
   isJobLive(jobId: string, userId: string): Promise<boolean>;
+  /**
+   * Every live RunPod job with its pod id, whichever instance created it: pods outlive the
+   * instance that started them, so each instance follows them all (reads are idempotent, and
+   * an end is recorded once).
+   */
+  liveJobs?(): Promise<Array<{ jobId: string; userId: string; ref: string | null }>>;
   fetch?: typeof fetch;
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
+/** How often an instance following no pod looks for live RunPod jobs started elsewhere. */
+const DISCOVERY_MS = 60_000;
 
 const createdPod = z.object({ id: z.string().min(1) });
 const podState = z.object({
@@ -48,6 +56,7 @@ export function createRunpodLauncher(options: RunpodLauncherOptions): Launcher {
   let timer: NodeJS.Timeout | undefined;
   let polling: Promise<void> | undefined;
   let closed = false;
+  let discovered = false;
 
   async function request(method: 'GET' | 'POST' | 'DELETE', route: string, what: string, body?: object): Promise<unknown> {
     let response: Response;
@@ -92,7 +101,7 @@ export function createRunpodLauncher(options: RunpodLauncherOptions): Launcher {
   }
 
   function schedule(): void {
-    if (closed || polling || tracked.size === 0) return;
+    if (closed || polling || (tracked.size === 0 && !options.liveJobs)) return;
     clearTimeout(timer);
     timer = setTimeout(() => {
       polling = poll()
@@ -101,11 +110,15 @@ export function createRunpodLauncher(options: RunpodLauncherOptions): Launcher {
           polling = undefined;
           schedule();
         });
-    }, pollMs);
+    }, tracked.size > 0 || !discovered ? pollMs : Math.max(pollMs, DISCOVERY_MS));
     timer.unref();
   }
 
   async function poll(): Promise<void> {
+    for (const job of (await options.liveJobs?.()) ?? []) {
+      if (job.ref && !tracked.has(job.ref)) tracked.set(job.ref, { jobId: job.jobId, userId: job.userId });
+    }
+    discovered = true;
     for (const [podId, { jobId, userId }] of [...tracked]) {
       if (!(await options.isJobLive(jobId, userId))) {
         // Finished, failed or cancelled (perhaps on another instance): nothing should run any more.
@@ -151,6 +164,9 @@ export function createRunpodLauncher(options: RunpodLauncherOptions): Launcher {
     await events.log(launch.jobId, 'info', `Created RunPod pod ${podId} (image ${settings.image}, ${settings.gpuCount}× ${settings.gpuTypeIds.join(' or ')}).`);
     return { ref: podId, revealEnv: false };
   }
+
+  // Pods created before a restart, or by an instance that has since gone, are found on the first poll.
+  schedule();
 
   return {
     name: 'runpod',
