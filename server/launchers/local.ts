@@ -24,6 +24,16 @@ interface Running {
   cancelled: boolean;
 }
 
+/** Signals the trainer's whole process group; a group already gone is not an error. */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Every process of the group has exited.
+  }
+}
+
 export function createLocalLauncher(options: LocalLauncherOptions): Launcher {
   const running = new Map<string, Running>();
   const queue: LaunchRequest[] = [];
@@ -52,6 +62,9 @@ export function createLocalLauncher(options: LocalLauncherOptions): Launcher {
         TRAINER_PARENT_PID: String(process.pid),
       },
       stdio: ['ignore', 'ignore', 'pipe'],
+      // Its own process group, so cancel reaches everything a wrapper command (sh -c, npm run)
+      // started, not only the wrapper; the trainer still stops when this server dies (TRAINER_PARENT_PID).
+      detached: true,
     });
     const entry: Running = { child, stderrTail: '', cancelled: false };
     running.set(request.jobId, entry);
@@ -83,7 +96,7 @@ export function createLocalLauncher(options: LocalLauncherOptions): Launcher {
       queue.push(request);
       pump();
       if (position > 0) {
-        await options.events.log(request.jobId, 'info', `Queued: ${options.maxConcurrent} local jobs are running; this one is number ${position} in line.`);
+        await options.events.log(request.jobId, 'info', `Queued: ${options.maxConcurrent === 1 ? 'a local job is' : `${options.maxConcurrent} local jobs are`} running; this one is number ${position} in line.`);
       }
       return { ref: `local:${request.jobId}`, revealEnv: false };
     },
@@ -93,8 +106,8 @@ export function createLocalLauncher(options: LocalLauncherOptions): Launcher {
       const entry = running.get(jobId);
       if (!entry) return;
       entry.cancelled = true;
-      entry.child.kill('SIGTERM');
-      const timer = setTimeout(() => entry.child.kill('SIGKILL'), KILL_GRACE_MS);
+      signalGroup(entry.child, 'SIGTERM');
+      const timer = setTimeout(() => signalGroup(entry.child, 'SIGKILL'), KILL_GRACE_MS);
       timer.unref();
       entry.child.once('close', () => clearTimeout(timer));
     },
@@ -105,8 +118,8 @@ export function createLocalLauncher(options: LocalLauncherOptions): Launcher {
           new Promise<void>((resolve) => {
             entry.cancelled = true;
             entry.child.once('close', () => resolve());
-            entry.child.kill('SIGTERM');
-            setTimeout(() => entry.child.kill('SIGKILL'), KILL_GRACE_MS).unref();
+            signalGroup(entry.child, 'SIGTERM');
+            setTimeout(() => signalGroup(entry.child, 'SIGKILL'), KILL_GRACE_MS).unref();
           }),
       );
       await Promise.all(exits);
