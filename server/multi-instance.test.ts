@@ -23,6 +23,7 @@ import { PROJECT_ROOT } from './paths';
 import { ensureSpaBuilt } from './spa';
 import { createTestDatabase, type TestDatabase } from './test-support/database';
 import { startTestServer } from './test-support/server';
+import { until } from './test-support/wait';
 
 const SHARED_SECRETS = { SESSION_SECRET: 's'.repeat(40), JOB_TOKEN_SECRET: 'j'.repeat(40) };
 
@@ -175,15 +176,6 @@ function rows(step: number, count: number) {
     groundTruth: `truth ${i}`,
     prediction: `step ${step} guess ${i}`,
   }));
-}
-
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function podEnvOf(jobId: string): Promise<{ JOB_ID: string; JOB_TOKEN: string; API_URL: string }> {

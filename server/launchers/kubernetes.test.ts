@@ -10,6 +10,7 @@ import { startTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createUser } from '../test-support/factories';
 import { listJobEvents } from '../../db/queries/jobs';
 import { createLauncherRegistry } from './registry';
+import { until } from '../test-support/wait';
 
 interface Recorded {
   method: string;
@@ -161,15 +162,6 @@ async function deployKubernetesJob(target: TestServer = server) {
   const api = target.client(user.token);
   const { job, pod } = await api.jobs.deploy.mutate({ name: 'on the cluster', config: { datasetId: dataset.id, launcher: 'kubernetes' } });
   return { user, api, job, pod, names: { job: `predictions-${job.id}`, secret: `predictions-${job.id}-token` } };
-}
-
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('kubernetes launcher', () => {

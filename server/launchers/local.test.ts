@@ -19,19 +19,9 @@ import { EXAMPLE_DATASET_NAME } from '../datasets/datasets.service';
 import { createTestDatabase, type TestDatabase } from '../test-support/database';
 import { createUser } from '../test-support/factories';
 import { startTestServer, useTestServer, type TestServer } from '../test-support/server';
+import { until } from '../test-support/wait';
 
 const ENDED: JobStatusName[] = ['completed', 'failed', 'cancelled'];
-
-/** Polls `read` until `done` holds; on timeout fails with the last value seen, so a stuck run says where it stuck. */
-async function until<T>(read: () => T | Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 function endOf(api: ApiClient, jobId: string, timeoutMs = 30_000) {
   return until(() => api.jobs.get.query({ jobId }), (job) => ENDED.includes(job.status), `job ${jobId} to end`, timeoutMs);

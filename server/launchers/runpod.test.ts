@@ -8,6 +8,7 @@ import { startTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createUser } from '../test-support/factories';
 import { insertJob, listJobEvents, setLauncherRef } from '../../db/queries/jobs';
 import { jobConfig } from '../contract/job-config';
+import { until } from '../test-support/wait';
 
 interface Recorded {
   method: string;
@@ -100,15 +101,6 @@ async function deployRunpodJob() {
   const api = server.client(user.token);
   const { job, pod } = await api.jobs.deploy.mutate({ name: 'on runpod', config: { datasetId: dataset.id, launcher: 'runpod' } });
   return { user, api, job, pod };
-}
-
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > deadline) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('runpod launcher', () => {
