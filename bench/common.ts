@@ -163,17 +163,29 @@ export function createHttpClient(baseUrl: string, maxSockets: number) {
       if (body !== undefined) req.write(body);
       req.end();
     });
+  const postBody = (path: string, token: string, body: RequestBody) => {
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    return request('POST', path, body.gzip ? { ...headers, 'content-encoding': 'gzip' } : headers, body.data);
+  };
   return {
     get: (path: string, token: string) => request('GET', path, { authorization: `Bearer ${token}` }),
     /** POSTs JSON, optionally gzipped (the pod's choice; the server inflates). */
-    postJson: (path: string, token: string, payload: unknown, gzip = false) => {
-      const json = JSON.stringify(payload);
-      const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-      if (!gzip) return request('POST', path, headers, json);
-      return request('POST', path, { ...headers, 'content-encoding': 'gzip' }, gzipSync(json));
-    },
+    postJson: (path: string, token: string, payload: unknown, gzip = false) => postBody(path, token, requestBody(payload, gzip)),
+    /** POSTs a body made earlier by requestBody. */
+    postBody,
     close: () => agent.destroy(),
   };
+}
+
+export interface RequestBody {
+  data: Buffer | string;
+  gzip: boolean;
+}
+
+/** A JSON request body, gzipped when asked, ready to send. */
+export function requestBody(payload: unknown, gzip: boolean): RequestBody {
+  const json = JSON.stringify(payload);
+  return gzip ? { data: gzipSync(json), gzip } : { data: json, gzip };
 }
 
 export function trpcQueryPath(procedure: string, input: unknown): string {

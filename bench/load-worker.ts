@@ -12,7 +12,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import { sql } from 'drizzle-orm';
 import { insertPredictions } from '../db/queries/predictions';
 import * as schema from '../db/schema';
-import { createHttpClient, predictionBatch, wallMs, type PredictionRow } from './common';
+import { createHttpClient, predictionBatch, requestBody, wallMs, type PredictionRow } from './common';
 
 export interface PodTarget {
   jobId: string;
@@ -75,6 +75,8 @@ const COLUMNS = 'job_id, user_id, epoch, step, sample_index, trigger, prompt, gr
 async function ingest(task: IngestTask): Promise<IngestResult> {
   // Batches are built before the clock starts: the pod's sampling is not what is measured.
   const batches = task.pods.map((pod) => Array.from({ length: task.batchesPerPod }, (_, b) => predictionBatch(pod.seed, b, task.batchSize)));
+  // The same for the request bodies (JSON, gzipped when asked): serializing is the pod's work, not the server's.
+  const bodies = new Map(batches.flat().map((rows) => [rows, task.mode === 'stack' ? requestBody({ predictions: rows }, task.gzip) : null]));
   const errors: string[] = [];
   const requestMs: number[] = [];
   let inserted = 0;
@@ -85,7 +87,8 @@ async function ingest(task: IngestTask): Promise<IngestResult> {
     if (pool) await Promise.all(Array.from({ length: task.poolSize }, async () => (await pool.connect()).release()));
     const write = async (pod: PodTarget, rows: PredictionRow[]) => {
       if (task.mode === 'stack') {
-        const res = await http.postJson(WRITE_PATH, pod.token, { predictions: rows }, task.gzip);
+        const body = bodies.get(rows) ?? requestBody({ predictions: rows }, task.gzip);
+        const res = await http.postBody(WRITE_PATH, pod.token, body);
         if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${res.body.slice(0, 300)}`);
         const data = (JSON.parse(res.body) as { result: { data: { inserted: number; duplicates: number } } }).result.data;
         inserted += data.inserted;
