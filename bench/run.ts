@@ -191,7 +191,11 @@ async function main(): Promise<void> {
 function evaluateTargets(r: Results): Results['targets'] {
   const targets: Results['targets'] = [];
   const eight = r.ingest.find((row) => row.pods === 8 && row.variant === 'insert');
-  if (eight) targets.push({ target: 'ingest at 8 pods ≥ 0.5 × multi-row INSERT', value: `${eight.ratio ?? '-'}×`, met: eight.ratio === null ? null : eight.ratio >= 0.5 });
+  if (eight) {
+    // Judged on the rates themselves, not on the ratio rounded for display (0.496 is not 0.5).
+    const exact = eight.baselineRowsPerSec ? eight.stackRowsPerSec / eight.baselineRowsPerSec : null;
+    targets.push({ target: 'ingest at 8 pods ≥ 0.5 × multi-row INSERT', value: exact === null ? '-' : `${exact.toFixed(3)}×`, met: exact === null ? null : exact >= 0.5 });
+  }
   const p1 = r.list.find((row) => row.case === 'page 1');
   const p1000 = r.list.find((row) => row.case === 'page 1000');
   if (p1 && p1000) targets.push({ target: 'page 1000 p50 ≤ 1.5 × page 1 p50', value: `${(p1000.p50Ms / p1.p50Ms).toFixed(2)}×`, met: p1000.p50Ms <= 1.5 * p1.p50Ms });
