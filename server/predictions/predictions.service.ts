@@ -48,9 +48,16 @@ export async function listPredictions(deps: AppDeps, userId: string, input: List
   const db = deps.database.db;
   const filters = { jobId: input.jobId, userId, epoch: input.epoch, trigger: input.trigger, search: input.search || undefined };
   const after = input.cursor ? decodeCursor(input.cursor) : undefined;
+  const pageRows = listPredictionsPage(db, { ...filters, limit: input.limit + 1, ...(after ? { after } : {}) });
+  // A search is counted by reading rows, so when the first page already holds every match (a
+  // rare word, or none at all: a full read of the job) its length is the count, and the rows are
+  // not read a second time. Without a search the count comes from the per-epoch totals.
+  const counted = filters.search
+    ? pageRows.then((rows) => (!after && rows.length <= input.limit ? { count: rows.length, isLowerBound: false } : countMatchingPredictions(db, filters)))
+    : countMatchingPredictions(db, filters);
   const [rows, total, epochs, latestId] = await Promise.all([
-    listPredictionsPage(db, { ...filters, limit: input.limit + 1, ...(after ? { after } : {}) }),
-    countMatchingPredictions(db, filters),
+    pageRows,
+    counted,
     predictionEpochs(db, { jobId: input.jobId, userId }),
     latestPredictionId(db, { jobId: input.jobId }),
   ]);
