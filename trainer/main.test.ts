@@ -145,7 +145,7 @@ describe('trainer/main.ts against the real server', () => {
     expect(run.output).toMatch(new RegExp(`SUMMARY status=completed mode=cloud missing=none generated=${expected.length} persisted=${expected.length} spooled=0 rejected=0`));
   });
 
-  it('survives the server going away mid-run: every prediction is stored exactly once', async () => {
+  it('survives the server going away for ten seconds mid-run: every prediction is stored exactly once', async () => {
     const job = await exampleJob({ training: { epochs: 14, evalStrategy: 'no' }, predictions: { sampleFrequency: 'steps', stepInterval: 7 } });
     const proxy = await startProxy(new URL(server.url).port);
     try {
@@ -154,7 +154,7 @@ describe('trainer/main.ts against the real server', () => {
       await waitFor(async () => (await storedKeys(job.jobId)).length > 0);
       await proxy.cut();
       const storedAtCut = (await storedKeys(job.jobId)).length;
-      await new Promise((r) => setTimeout(r, 7_000));
+      await new Promise((r) => setTimeout(r, 10_000)); // ten seconds dark, as if the server were down
       expect((await storedKeys(job.jobId)).length).toBe(storedAtCut); // nothing got through the outage
       await proxy.restore();
       const run = await running;
