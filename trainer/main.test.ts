@@ -236,6 +236,21 @@ describe('trainer/main.ts against the real server', () => {
     expect(detail.error).toMatch(/stopped by SIGTERM at step \d+\/1260/);
   });
 
+  it('stops training when the job is cancelled on the server, and exits 3 saying why', async () => {
+    const job = await exampleJob({ training: { epochs: 30, evalStrategy: 'no' }, predictions: { sampleFrequency: 'epoch' } });
+    const { done } = spawnTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: server.url, TRAINER_SPOOL_DIR: spoolDir, TRAINER_HEARTBEAT_MS: '200' });
+    await waitFor(async () => (await storedKeys(job.jobId)).length > 0);
+    await server.client(job.user.token).jobs.cancel.mutate({ jobId: job.jobId });
+    const run = await done;
+    expect(run.code, run.output).toBe(3);
+    expect(run.output).toMatch(/Stopping: the job has ended on the server/);
+    const step = /SUMMARY status=failed .* step=(\d+)\/(\d+)/.exec(run.output);
+    expect(step, run.output).not.toBeNull();
+    expect(Number(step?.[1])).toBeLessThan(Number(step?.[2])); // it did not train on to the end
+    expect(run.output).not.toMatch(/Upload them with/); // a sync to an ended job would be refused
+    expect((await server.client(job.user.token).jobs.get.query({ jobId: job.jobId })).status).toBe('cancelled');
+  });
+
   it('stops when the process named by TRAINER_PARENT_PID dies', async () => {
     const job = await exampleJob({ training: { epochs: 30, evalStrategy: 'no' }, predictions: { sampleFrequency: 'epoch' } });
     const parent = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });

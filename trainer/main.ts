@@ -13,7 +13,8 @@
 // sync: uploads a spool file with JOB_TOKEN and API_URL; --finish then marks the job completed.
 //
 // Exit codes: 0 done and every prediction stored; 2 training done but some predictions are not
-// stored (spooled or rejected: the summary says which); 1 failure; 128+n stopped by signal n.
+// stored (spooled or rejected: the summary says which); 3 stopped because the job ended on the
+// server (cancelled from the job page); 1 failure; 128+n stopped by signal n.
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import type { HeartbeatInput, PredictionRowInput } from '../server/contract/pod.schemas';
@@ -31,6 +32,8 @@ import { BatchShipper } from './pod/shipper';
 import { Spool, spoolFileFor } from './pod/spool';
 import { syncSpoolFile } from './pod/sync';
 import { PredictionWriter } from './pod/writer';
+
+const JOB_ENDED_EXIT_CODE = 3;
 
 const USAGE = `Usage:
   npm run trainer                                   train the job named by JOB_ID, JOB_TOKEN, API_URL
@@ -169,6 +172,11 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
   });
   const heartbeat = new Heartbeat({ connection, intervalMs: env.heartbeatMs, snapshot, log });
   const stopWatch = watchForStop({ parentPid: env.parentPid, onStop: (reason) => log.warn(`Stopping: ${reason}. Flushing what is generated.`) });
+  // A job cancelled (or ended) on the server refuses the token with reason job_ended: nothing this
+  // run produces can be stored any more, so it stops instead of training on for nobody.
+  connection.onRefused((_message, reason) => {
+    if (reason === 'job_ended') stopWatch.stop('the job has ended on the server (cancelled from the job page?)', JOB_ENDED_EXIT_CODE);
+  });
   if (connection.api) heartbeat.start();
 
   const metrics = new BatchShipper<{ step: number; epoch: number; name: string; value: number }>({
@@ -278,7 +286,9 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
     `SUMMARY status=${outcome} mode=${env.mode} missing=${missingNote(env)} generated=${counters.generated} persisted=${counters.persisted} spooled=${counters.spooled} rejected=${counters.rejected} triggerFires=${triggerFires} step=${state?.globalStep ?? 0}/${state?.totalSteps ?? '?'} seconds=${seconds}${writer && writer.recovered > 0 ? ` recoveredFromSpool=${writer.recovered}` : ''}`,
   );
   if (env.mode === 'local') log.error(`${localModeBanner(env)}: set ${env.missing.join(', ')} so the next run reaches the server.`);
-  if (counters.spooled > 0 && writer) {
+  if (counters.spooled > 0 && writer && connection.tokenRefusedReason === 'job_ended') {
+    log.warn(`${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}; the job has ended, so they cannot be uploaded to it.`);
+  } else if (counters.spooled > 0 && writer) {
     log.error(`${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}, not on the server. Upload them with:\n  ${syncCommand(writer.spoolFile, env, !failure)}`);
   }
   if (counters.rejected > 0) log.error(`${counters.rejected} prediction(s) were rejected by the server; the reasons are logged above.`);

@@ -73,6 +73,8 @@ export function errorDetails(error: unknown): {
   field: string | null;
   fieldErrors: Record<string, string[]> | null;
   retryAfterSeconds: number | null;
+  /** A machine-readable cause, when the server gives one (e.g. `job_ended` for a pod). */
+  reason: string | null;
 } {
   if (error instanceof TRPCClientError) {
     const data = (error as TRPCClientError<AppRouter>).data;
@@ -83,6 +85,7 @@ export function errorDetails(error: unknown): {
       field: data?.field ?? null,
       fieldErrors: data?.fieldErrors ?? null,
       retryAfterSeconds: data?.retryAfterSeconds ?? null,
+      reason: data?.reason ?? null,
     };
   }
   return {
@@ -92,5 +95,6 @@ export function errorDetails(error: unknown): {
     field: null,
     fieldErrors: null,
     retryAfterSeconds: null,
+    reason: null,
   };
 }

@@ -26,7 +26,7 @@ export async function authorizePod(deps: AppDeps, credential: Credential): Promi
     if (credential.reason === 'expired' && credential.claims) {
       const expiredAt = credential.claims.expiresAt.toISOString();
       await insertJobEventThrottled(db, { jobId: credential.claims.jobId, kind: 'token_rejected', reason: 'expired', detail: { expiredAt } });
-      throw new AppError('UNAUTHORIZED', `The job token expired at ${expiredAt}; rotate the token (jobs.rotateToken) and restart the pod`);
+      throw new AppError('UNAUTHORIZED', `The job token expired at ${expiredAt}; rotate the token (jobs.rotateToken) and restart the pod`, { reason: 'token_expired' });
     }
     throw new AppError('UNAUTHORIZED', 'The job token is not valid for this server (bad signature or malformed)');
   }
@@ -34,11 +34,11 @@ export async function authorizePod(deps: AppDeps, credential: Credential): Promi
   const { claims } = credential;
   const job = await unsafeGetJobForToken(db, { jobId: claims.jobId });
   if (!job || job.userId !== claims.userId) {
-    throw new AppError('UNAUTHORIZED', 'The job this token was issued for no longer exists');
+    throw new AppError('UNAUTHORIZED', 'The job this token was issued for no longer exists', { reason: 'job_missing' });
   }
   if (!LIVE_STATUSES.includes(job.status)) {
     await insertJobEventThrottled(db, { jobId: job.id, kind: 'token_rejected', reason: 'job_ended', detail: { status: job.status } });
-    throw new AppError('UNAUTHORIZED', `The job has ended (${job.status}); its token no longer accepts writes`);
+    throw new AppError('UNAUTHORIZED', `The job has ended (${job.status}); its token no longer accepts writes`, { reason: 'job_ended' });
   }
   if (job.tokenVersion !== claims.tokenVersion) {
     await insertJobEventThrottled(db, {
@@ -47,7 +47,7 @@ export async function authorizePod(deps: AppDeps, credential: Credential): Promi
       reason: 'revoked',
       detail: { tokenVersion: claims.tokenVersion, currentVersion: job.tokenVersion },
     });
-    throw new AppError('UNAUTHORIZED', 'This job token was revoked (a newer token was issued); use the current one');
+    throw new AppError('UNAUTHORIZED', 'This job token was revoked (a newer token was issued); use the current one', { reason: 'token_revoked' });
   }
   return { jobId: job.id, userId: job.userId, status: job.status };
 }

@@ -171,6 +171,7 @@ describe('bad tokens', () => {
     const res = await post('pod.writePredictions', { predictions: rows(1) }, expired);
     expect(res.status).toBe(401);
     expect(messageOf(res.body)).toMatch(/expired at .*rotate the token/);
+    expect((res.body as { error: { data: { reason: string } } }).error.data.reason).toBe('token_expired');
     expect(await eventsFor(jobId)).toContainEqual(expect.objectContaining({ kind: 'token_rejected', detail: expect.objectContaining({ reason: 'expired' }) }));
     expect((await api.jobs.get.query({ jobId })).predictionCount).toBe(0);
   });
@@ -190,6 +191,8 @@ describe('bad tokens', () => {
     const res = await post('pod.writePredictions', { predictions: rows(1) }, token);
     expect(res.status).toBe(401);
     expect(messageOf(res.body)).toMatch(/has ended \(failed\)/);
+    // The pod can act on it without reading the message: its job is over, so it stops training.
+    expect((res.body as { error: { data: { reason: string } } }).error.data.reason).toBe('job_ended');
   });
 
   it("a job's token writes only to its own job: there is no way to name another", async () => {

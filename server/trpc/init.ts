@@ -13,6 +13,8 @@ export interface ErrorDetails {
   /** Per-field messages when the input failed validation. */
   fieldErrors: Record<string, string[]> | null;
   retryAfterSeconds: number | null;
+  /** A machine-readable cause (see AppErrorReason), for clients that act on it. */
+  reason: string | null;
 }
 
 const t = initTRPC.context<Context>().create({
@@ -22,7 +24,7 @@ const t = initTRPC.context<Context>().create({
   sse: { ping: { enabled: true, intervalMs: 10_000 }, client: { reconnectAfterInactivityMs: 25_000 } },
   errorFormatter({ shape, error }): typeof shape & { data: typeof shape.data & ErrorDetails } {
     const cause = error.cause;
-    const details: ErrorDetails = { field: null, fieldErrors: null, retryAfterSeconds: null };
+    const details: ErrorDetails = { field: null, fieldErrors: null, retryAfterSeconds: null, reason: null };
     let message = shape.message;
     if (cause instanceof ZodError) {
       message = describeZodError(cause);
@@ -31,6 +33,7 @@ const t = initTRPC.context<Context>().create({
     } else if (cause instanceof AppError) {
       details.field = cause.field ?? null;
       details.retryAfterSeconds = cause.retryAfterSeconds ?? null;
+      details.reason = cause.reason ?? null;
     } else if (error.code === 'INTERNAL_SERVER_ERROR') {
       message = 'Internal server error';
     }

@@ -70,6 +70,8 @@ export interface PodCallFailure {
   httpStatus: number | undefined;
   message: string;
   retryAfterMs: number | null;
+  /** The server's machine-readable cause, when it gave one (`job_ended`, `token_revoked`…). */
+  reason: string | null;
 }
 
 function findHttpStatusError(error: unknown): HttpStatusError | null {
@@ -97,12 +99,13 @@ export function classifyPodError(error: unknown): PodCallFailure {
   const httpStatus = details.httpStatus ?? raw?.status;
   const retryAfterMs = details.retryAfterSeconds !== null ? details.retryAfterSeconds * 1000 : null;
   if (httpStatus === undefined) {
-    return { action: 'retry', httpStatus, message: `server unreachable (${rootMessage(error)})`, retryAfterMs };
+    return { action: 'retry', httpStatus, message: `server unreachable (${rootMessage(error)})`, retryAfterMs, reason: null };
   }
   const message = raw && details.httpStatus === undefined ? raw.message : details.message;
-  if (httpStatus >= 500 || httpStatus === 429 || httpStatus === 408) return { action: 'retry', httpStatus, message, retryAfterMs };
-  if (httpStatus === 401) return { action: 'unauthorized', httpStatus, message, retryAfterMs };
-  return { action: 'rejected', httpStatus, message, retryAfterMs };
+  const reason = details.reason;
+  if (httpStatus >= 500 || httpStatus === 429 || httpStatus === 408) return { action: 'retry', httpStatus, message, retryAfterMs, reason };
+  if (httpStatus === 401) return { action: 'unauthorized', httpStatus, message, retryAfterMs, reason };
+  return { action: 'rejected', httpStatus, message, retryAfterMs, reason };
 }
 
 /** Exponential backoff with full jitter: a random wait in [0, min(cap, base·2^attempt)). */

@@ -12,7 +12,8 @@ export interface PodLogger {
 
 export class PodConnection {
   private refusal: string | null = null;
-  private readonly listeners: ((message: string) => void)[] = [];
+  private refusalReason: string | null = null;
+  private readonly listeners: ((message: string, reason: string | null) => void)[] = [];
 
   constructor(readonly api: PodApi | null) {}
 
@@ -25,14 +26,20 @@ export class PodConnection {
     return this.refusal;
   }
 
-  /** Records the first refusal and tells the listeners once. */
-  refuse(message: string): void {
-    if (this.refusal !== null) return;
-    this.refusal = message;
-    for (const listener of this.listeners) listener(message);
+  /** The server's machine-readable cause of the refusal (`job_ended` when the job was cancelled or ended). */
+  get tokenRefusedReason(): string | null {
+    return this.refusalReason;
   }
 
-  onRefused(listener: (message: string) => void): void {
+  /** Records the first refusal and tells the listeners once. */
+  refuse(message: string, reason: string | null = null): void {
+    if (this.refusal !== null) return;
+    this.refusal = message;
+    this.refusalReason = reason;
+    for (const listener of this.listeners) listener(message, reason);
+  }
+
+  onRefused(listener: (message: string, reason: string | null) => void): void {
     this.listeners.push(listener);
   }
 }

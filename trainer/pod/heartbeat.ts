@@ -60,7 +60,7 @@ export class Heartbeat {
     } catch (error) {
       const failure = classifyPodError(error);
       if (failure.action === 'unauthorized') {
-        this.options.connection.refuse(failure.message);
+        this.options.connection.refuse(failure.message, failure.reason);
         this.options.log.error(`The server refused the job token on a heartbeat (HTTP 401: ${failure.message}). The job page will stop updating.`);
       } else if (!this.failing) {
         this.failing = true;

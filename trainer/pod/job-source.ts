@@ -43,7 +43,7 @@ export async function fetchJobPlan(args: { connection: PodConnection; log: PodLo
       if (signal.aborted) throw new JobSourceError('Stopped while fetching the job configuration');
       const failure = classifyPodError(error);
       if (failure.action === 'unauthorized') {
-        connection.refuse(failure.message);
+        connection.refuse(failure.message, failure.reason);
         throw new JobSourceError(`The server refused the job token: ${failure.message}`);
       }
       if (failure.action === 'rejected') throw new JobSourceError(`The server refused to give the job configuration (HTTP ${failure.httpStatus}): ${failure.message}`);

@@ -8,6 +8,8 @@ export interface StopWatch {
   reason(): string | null;
   /** 128 + the signal's number for a signal, 1 otherwise (null while running). */
   exitCode(): number | null;
+  /** Stops the run for a reason found elsewhere (the server ended the job); the first stop wins. */
+  stop(reason: string, exitCode: number): void;
   dispose(): void;
 }
 
@@ -56,6 +58,7 @@ export function watchForStop(options: { parentPid: number | null; pollMs?: numbe
     signal: controller.signal,
     reason: () => reason,
     exitCode: () => code,
+    stop,
     dispose() {
       if (timer) clearInterval(timer);
       for (const [name, handler] of handlers) process.off(name, handler);

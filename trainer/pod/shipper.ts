@@ -86,7 +86,7 @@ export class BatchShipper<T> {
     } catch (error) {
       const failure = classifyPodError(error);
       if (failure.action === 'unauthorized') {
-        this.options.connection.refuse(failure.message);
+        this.options.connection.refuse(failure.message, failure.reason);
         this.options.report(`The server refused the job token while sending ${this.options.what} (HTTP 401: ${failure.message}); no more are sent.`, 'error');
       } else if (failure.action === 'rejected') {
         this.buffer.splice(0, batch.length);

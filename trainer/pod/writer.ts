@@ -81,7 +81,7 @@ export async function sendPredictionBatch(args: {
       args.log.debug(`Writing ${args.rows.length} prediction(s) failed (attempt ${attempt + 1}/${args.attempts}): ${failure.message}`);
     }
   }
-  return { ok: false, failure: failure ?? { action: 'retry', httpStatus: undefined, message: 'not sent', retryAfterMs: null } };
+  return { ok: false, failure: failure ?? { action: 'retry', httpStatus: undefined, message: 'not sent', retryAfterMs: null, reason: null } };
 }
 
 /** As many rows from the front as fit the row and byte bounds (always at least one). */
@@ -328,7 +328,7 @@ export class PredictionWriter {
 
   private refuseToken(failure: PodCallFailure): void {
     if (this.options.connection.tokenRefused !== null) return;
-    this.options.connection.refuse(failure.message);
+    this.options.connection.refuse(failure.message, failure.reason);
     this.options.log.error(
       `The server refused the job token (HTTP 401: ${failure.message}). Nothing more is sent with it; predictions go to the spool ${this.spoolFile}. Upload them with \`npm run trainer -- sync --spool ${this.spoolFile}\` and a valid JOB_TOKEN.`,
     );
