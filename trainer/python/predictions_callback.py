@@ -103,10 +103,13 @@ def missing_env(environ: Mapping[str, str]) -> List[str]:
 class PodRejected(Exception):
     """The server answered 4xx: retrying the same request cannot succeed."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, reason: Optional[str] = None):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+        # The server's machine-readable cause (error.data.reason), e.g. "job_ended" once the job
+        # was cancelled: the callback then stops training instead of running on for nobody.
+        self.reason = reason
 
 
 class PodUnreachable(Exception):
@@ -177,9 +180,9 @@ class PodClient:
                     envelope = json.loads(response.read().decode("utf-8"))
                 return envelope.get("result", {}).get("data")
             except urllib.error.HTTPError as error:
-                message = _error_message(error)
+                message, reason = _error_details(error)
                 if 400 <= error.code < 500:
-                    raise PodRejected(error.code, message) from None
+                    raise PodRejected(error.code, message, reason) from None
                 last_error = f"HTTP {error.code}: {message}"
             except (urllib.error.URLError, OSError, ValueError) as error:
                 # URLError: refused / DNS; OSError: reset, timeout; ValueError: a truncated body.
@@ -187,15 +190,18 @@ class PodClient:
         raise PodUnreachable(f"{total} attempt(s) failed, last: {last_error}")
 
 
-def _error_message(error: urllib.error.HTTPError) -> str:
+def _error_details(error: urllib.error.HTTPError) -> Tuple[str, Optional[str]]:
+    """The server's message and machine-readable reason (None when it gave none)."""
     try:
         body = error.read().decode("utf-8", "replace")
     except Exception:  # the body is a courtesy; the status alone decides what happens next
-        return error.reason or "no message"
+        return error.reason or "no message", None
     try:
-        return str(json.loads(body)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return body[:300] or str(error.reason)
+        envelope = json.loads(body)["error"]
+        reason = (envelope.get("data") or {}).get("reason")
+        return str(envelope["message"]), str(reason) if reason else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return body[:300] or str(error.reason), None
 
 
 # --- Uploading rows (shared by the background writer and `sync`) -------------------------------
@@ -527,6 +533,9 @@ class PredictionWriter:
             self._set_online(False)
             return
         except PodRejected as error:
+            if error.reason == "job_ended" and not self.cancelled:
+                self.cancelled = True
+                self._emit("warn", f"the job has ended on the server ({error.message}); training stops at the next step")
             if not self._rejection_reported:
                 self._rejection_reported = True
                 self._emit("error", f"heartbeat refused by the server: {error.message}")

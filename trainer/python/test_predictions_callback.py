@@ -93,6 +93,10 @@ class FakePodServer:
             return self._answer(handler, status, {"error": {"message": f"scripted {status} for {procedure}", "code": -32600, "data": {"code": code, "httpStatus": status}}})
         if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self._answer(handler, 401, {"error": {"message": "bad token", "code": -32001, "data": {"code": "UNAUTHORIZED", "httpStatus": 401}}})
+        if self.cancelled:
+            # As the real server answers once the job is cancelled: the token is refused, with the reason.
+            envelope = {"message": "The job has ended (cancelled); its token no longer accepts writes", "code": -32001}
+            return self._answer(handler, 401, {"error": {**envelope, "data": {"code": "UNAUTHORIZED", "httpStatus": 401, "reason": "job_ended"}}})
         return self._answer(handler, 200, {"result": {"data": self._service(procedure, payload)}})
 
     def _service(self, procedure: str, payload: Any) -> Any:
@@ -111,7 +115,7 @@ class FakePodServer:
                         inserted += 1
             return {"inserted": inserted, "duplicates": duplicates, "rejected": rejected}
         if procedure == "pod.heartbeat":
-            return {"ok": True, "cancelled": self.cancelled}
+            return {"ok": True, "cancelled": False}
         if procedure == "pod.log":
             return {"accepted": len(payload["lines"])}
         if procedure == "pod.finish":
