@@ -14,7 +14,7 @@ import { PodConnection, type PodLogger } from './connection';
 import { Spool } from './spool';
 import { PredictionWriter, type WriterOptions } from './writer';
 
-type Behaviour = 'ok' | 'error500' | 'html502' | 'error400' | 'error401' | 'hang' | 'destroy';
+type Behaviour = 'ok' | 'error500' | 'html502' | 'error400' | 'error401' | 'error401ended' | 'hang' | 'destroy';
 
 interface Received {
   encoding: string | undefined;
@@ -61,9 +61,9 @@ class FakePodServer {
     const rows = input?.predictions ?? [];
     this.received.push({ encoding, authorization: req.headers.authorization, rows: rows.length });
     const behaviour = this.script.shift() ?? this.fallback;
-    const error = (httpStatus: number, code: string, message: string) => {
+    const error = (httpStatus: number, code: string, message: string, reason: string | null = null) => {
       res.writeHead(httpStatus, { 'content-type': 'application/json' });
-      res.end(JSON.stringify([{ error: { message, code: -32000, data: { code, httpStatus } } }]));
+      res.end(JSON.stringify([{ error: { message, code: -32000, data: { code, httpStatus, reason } } }]));
     };
     switch (behaviour) {
       case 'hang':
@@ -80,7 +80,9 @@ class FakePodServer {
       case 'error400':
         return error(400, 'BAD_REQUEST', 'predictions holds at most 1000 rows per batch; split the batch');
       case 'error401':
-        return error(401, 'UNAUTHORIZED', 'The job has ended (cancelled); its token no longer accepts writes');
+        return error(401, 'UNAUTHORIZED', 'This job token was revoked (a newer token was issued); use the current one', 'token_revoked');
+      case 'error401ended':
+        return error(401, 'UNAUTHORIZED', 'The job has ended (cancelled); its token no longer accepts writes', 'job_ended');
       case 'ok': {
         let inserted = 0;
         let duplicates = 0;
@@ -193,10 +195,21 @@ describe('PredictionWriter', () => {
     writer.enqueue(rows(5, 100));
     const counters = await writer.close(5_000);
     expect(server.received).toHaveLength(1);
-    expect(connection.tokenRefused).toMatch(/job has ended/);
+    expect(connection.tokenRefused).toMatch(/revoked/);
     expect(counters).toEqual({ generated: 10, persisted: 0, spooled: 10, rejected: 0 });
     expect(spool.read().rows).toHaveLength(10);
     expect(lines.join('\n')).toMatch(/refused the job token .*sync --spool/);
+  });
+
+  it('on 401 because the job has ended, keeps the rows but does not suggest a sync that would fail', async () => {
+    server.script = ['error401ended'];
+    const { writer, lines, connection } = makeWriter();
+    writer.enqueue(rows(3));
+    const counters = await writer.close(5_000);
+    expect(connection.tokenRefusedReason).toBe('job_ended');
+    expect(counters).toMatchObject({ generated: 3, spooled: 3 });
+    expect(lines.join('\n')).toMatch(/refused the job token .*the job has ended, so they cannot be uploaded to it/);
+    expect(lines.join('\n')).not.toMatch(/sync --spool/);
   });
 
   it('sends gzip bodies, bounded batches (rows and bytes), with the bearer token', async () => {

@@ -329,8 +329,13 @@ export class PredictionWriter {
   private refuseToken(failure: PodCallFailure): void {
     if (this.options.connection.tokenRefused !== null) return;
     this.options.connection.refuse(failure.message, failure.reason);
+    // An ended job accepts nothing from any token, so a sync hint would only fail again.
+    const next =
+      failure.reason === 'job_ended'
+        ? 'the job has ended, so they cannot be uploaded to it'
+        : `upload them with \`npm run trainer -- sync --spool ${this.spoolFile}\` and a valid JOB_TOKEN`;
     this.options.log.error(
-      `The server refused the job token (HTTP 401: ${failure.message}). Nothing more is sent with it; predictions go to the spool ${this.spoolFile}. Upload them with \`npm run trainer -- sync --spool ${this.spoolFile}\` and a valid JOB_TOKEN.`,
+      `The server refused the job token (HTTP 401: ${failure.message}). Nothing more is sent with it; predictions go to the spool ${this.spoolFile}: ${next}.`,
     );
   }
 
