@@ -7,14 +7,13 @@ import { createServer as createTcpServer, connect, type Server as TcpServer, typ
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { trainingPredictions } from '../db/schema';
 import { jobConfig, type JobConfig } from '../server/contract/job-config';
 import { uploadDataset } from '../server/datasets/datasets.service';
 import { createManualJob, createUser } from '../server/test-support/factories';
 import { useTestServer, type TestServer } from '../server/test-support/server';
-import { expectedPredictionKeys } from './model/schedule';
+import { expectedKeysFor, storedPredictionKeys } from '../server/test-support/prediction-keys';
+import { until } from '../server/test-support/wait';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const EXAMPLE = path.join(ROOT, 'server', 'datasets', 'example.jsonl');
@@ -37,14 +36,6 @@ interface RunResult {
 /** Runs the trainer with exactly these variables (plus PATH), to its exit. */
 function runTrainer(env: Record<string, string>, args: string[] = [], timeoutMs = 60_000): Promise<RunResult> {
   return spawnTrainer(env, args, timeoutMs).done;
-}
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 function spawnTrainer(env: Record<string, string>, args: string[] = [], timeoutMs = 60_000) {
@@ -78,19 +69,8 @@ async function exampleJob(config: { training?: Partial<JobConfig['training']>; p
   return { user, ...job, config: jobConfig.parse({ datasetId: dataset.id, launcher: 'manual', ...config }) };
 }
 
-async function storedKeys(jobId: string) {
-  const rows = await server.database.db
-    .select({ epoch: trainingPredictions.epoch, step: trainingPredictions.step, sampleIndex: trainingPredictions.sampleIndex, trigger: trainingPredictions.trigger })
-    .from(trainingPredictions)
-    .where(eq(trainingPredictions.jobId, jobId));
-  return rows.map((r) => `${r.epoch}/${r.step}/${r.sampleIndex}/${r.trigger}`).sort();
-}
-
-function expectedKeys(config: JobConfig, datasetRows = EXAMPLE_ROWS) {
-  return expectedPredictionKeys(config, datasetRows)
-    .map((k) => `${k.epoch}/${k.step}/${k.sampleIndex}/${k.trigger}`)
-    .sort();
-}
+const storedKeys = (jobId: string) => storedPredictionKeys(server.database.db, jobId);
+const expectedKeys = (config: JobConfig) => expectedKeysFor(config, EXAMPLE_ROWS);
 
 function meanBy<T>(items: T[], key: (item: T) => number, value: (item: T) => number): Map<number, number> {
   const sums = new Map<number, { sum: number; n: number }>();
@@ -151,7 +131,7 @@ describe('trainer/main.ts against the real server', () => {
     try {
       const running = runTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: proxy.url, TRAINER_SPOOL_DIR: spoolDir });
       // Go dark once predictions are flowing, for long enough that the writer gives up and spools.
-      await waitFor(async () => (await storedKeys(job.jobId)).length > 0);
+      await until(() => storedKeys(job.jobId), (keys) => keys.length > 0, 'the first stored predictions');
       await proxy.cut();
       const storedAtCut = (await storedKeys(job.jobId)).length;
       await new Promise((r) => setTimeout(r, 10_000)); // ten seconds dark, as if the server were down
@@ -223,7 +203,7 @@ describe('trainer/main.ts against the real server', () => {
   it('on SIGTERM stops training, stores what it generated, and reports the job failed with the reason', async () => {
     const job = await exampleJob({ training: { epochs: 30, evalStrategy: 'no' }, predictions: { sampleFrequency: 'steps', stepInterval: 5 } });
     const { child, done } = spawnTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: server.url, TRAINER_SPOOL_DIR: spoolDir });
-    await waitFor(async () => (await storedKeys(job.jobId)).length > 0);
+    await until(() => storedKeys(job.jobId), (keys) => keys.length > 0, 'the first stored predictions');
     child.kill('SIGTERM');
     const run = await done;
     expect(run.code, run.output).toBe(143);
@@ -239,7 +219,7 @@ describe('trainer/main.ts against the real server', () => {
   it('stops training when the job is cancelled on the server, and exits 3 saying why', async () => {
     const job = await exampleJob({ training: { epochs: 30, evalStrategy: 'no' }, predictions: { sampleFrequency: 'epoch' } });
     const { done } = spawnTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: server.url, TRAINER_SPOOL_DIR: spoolDir, TRAINER_HEARTBEAT_MS: '200' });
-    await waitFor(async () => (await storedKeys(job.jobId)).length > 0);
+    await until(() => storedKeys(job.jobId), (keys) => keys.length > 0, 'the first stored predictions');
     await server.client(job.user.token).jobs.cancel.mutate({ jobId: job.jobId });
     const run = await done;
     expect(run.code, run.output).toBe(3);
@@ -255,7 +235,7 @@ describe('trainer/main.ts against the real server', () => {
     const job = await exampleJob({ training: { epochs: 30, evalStrategy: 'no' }, predictions: { sampleFrequency: 'epoch' } });
     const parent = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     const { done } = spawnTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: server.url, TRAINER_SPOOL_DIR: spoolDir, TRAINER_PARENT_PID: String(parent.pid) });
-    await waitFor(async () => (await server.client(job.user.token).jobs.get.query({ jobId: job.jobId })).podReport?.status === 'running');
+    await until(() => server.client(job.user.token).jobs.get.query({ jobId: job.jobId }), (detail) => detail.podReport?.status === 'running', 'the pod to report running');
     parent.kill('SIGKILL');
     const run = await done;
     expect(run.code, run.output).toBe(1);

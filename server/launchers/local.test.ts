@@ -8,11 +8,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../client/api/client';
-import { trainingPredictions } from '../../db/schema';
-import { expectedPredictionKeys, expectedPredictionPoints, type PredictionKey } from '../../trainer/model/schedule';
+import { expectedPredictionPoints } from '../../trainer/model/schedule';
 import { jobConfig, type JobConfigInput } from '../contract/job-config';
 import type { JobStatusName } from '../contract/statuses';
 import { EXAMPLE_DATASET_NAME } from '../datasets/datasets.service';
@@ -20,6 +18,7 @@ import { createTestDatabase, type TestDatabase } from '../test-support/database'
 import { createUser } from '../test-support/factories';
 import { startTestServer, useTestServer, type TestServer } from '../test-support/server';
 import { until } from '../test-support/wait';
+import { expectedKeysFor, storedPredictionKeys } from '../test-support/prediction-keys';
 
 const ENDED: JobStatusName[] = ['completed', 'failed', 'cancelled'];
 
@@ -36,19 +35,9 @@ async function signedIn(server: TestServer) {
   return { api, example };
 }
 
-const keyOf = (k: PredictionKey) => `${k.epoch}/${k.step}/${k.sampleIndex}/${k.trigger}`;
-
 describe('the bundled trainer under the local launcher', () => {
   let server: TestServer;
   useTestServer((started) => (server = started));
-
-  async function storedKeys(jobId: string): Promise<string[]> {
-    const rows = await server.database.db
-      .select({ epoch: trainingPredictions.epoch, step: trainingPredictions.step, sampleIndex: trainingPredictions.sampleIndex, trigger: trainingPredictions.trigger })
-      .from(trainingPredictions)
-      .where(eq(trainingPredictions.jobId, jobId));
-    return rows.map(keyOf).sort();
-  }
 
   // Two epochs each, so the step-based triggers also cross an epoch boundary (42 steps per epoch).
   const triggers = [
@@ -72,9 +61,9 @@ describe('the bundled trainer under the local launcher', () => {
       expect(ended.status, ended.error ?? '').toBe('completed');
 
       const config = jobConfig.parse(input);
-      const expected = expectedPredictionKeys(config, example.rowCount).map(keyOf).sort();
+      const expected = expectedKeysFor(config, example.rowCount);
       expect(expected.length).toBeGreaterThan(0);
-      expect(await storedKeys(job.id)).toEqual(expected);
+      expect(await storedPredictionKeys(server.database.db, job.id)).toEqual(expected);
       expect(ended.podReport).toMatchObject({
         mode: 'cloud',
         env: { JOB_ID: true, JOB_TOKEN: true, API_URL: true },

@@ -2,19 +2,10 @@
 // each launcher needs (named when missing), and launchers.list, which shows settings but never
 // a secret.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../env';
+import { loadConfig } from '../env';
 import { startTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createUser } from '../test-support/factories';
-
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-}
+import { configProblems as problems } from '../test-support/config';
 
 const RUNPOD = { RUNPOD_API_KEY: 'rp_secret_key_do_not_show', RUNPOD_IMAGE: 'ghcr.io/example/trainer:1', RUNPOD_GPU_TYPE: 'NVIDIA L4' };
 const KUBERNETES = { KUBERNETES_ENABLED: 'true', KUBERNETES_IMAGE: 'registry.example/predictions:1.2', KUBECONFIG: '/nonexistent/kubeconfig' };

@@ -278,27 +278,17 @@ export function NewJobPage() {
             ) : launchers.isError ? (
               <QueryError error={launchers.error} what="Launchers" onRetry={() => void launchers.refetch()} />
             ) : (
-              <div className="choice-grid">
-                {launchers.data.items.map((launcher) => {
-                  const settings = launcherSettings(launcher);
-                  return (
-                    <label key={launcher.name} className={form.launcher === launcher.name ? 'choice choice-selected' : 'choice'}>
-                      <input
-                        type="radio"
-                        name="launcher"
-                        value={launcher.name}
-                        checked={form.launcher === launcher.name}
-                        onChange={() => set('launcher', launcher.name)}
-                      />
-                      <span>
-                        <span className="choice-title">{LAUNCHER_TITLES[launcher.name]}</span>
-                        <span className="choice-explain">{launcher.description}</span>
-                        {settings && <span className="choice-settings">{settings}</span>}
-                      </span>
-                    </label>
-                  );
-                })}
-              </div>
+              <ChoiceGrid
+                name="launcher"
+                value={form.launcher}
+                onChange={(launcher) => set('launcher', launcher)}
+                choices={launchers.data.items.map((launcher) => ({
+                  value: launcher.name,
+                  title: LAUNCHER_TITLES[launcher.name],
+                  explain: launcher.description,
+                  settings: launcherSettings(launcher),
+                }))}
+              />
             )}
             <ProblemList problems={forField('launcher')} id="launcher-problems" />
           </fieldset>
@@ -355,23 +345,12 @@ export function NewJobPage() {
           <ProblemList problems={forField('predictions.enabled')} id="enabled-problems" />
           <fieldset className="choices" disabled={!form.predictionsEnabled} aria-describedby="trigger-problems">
             <legend>When to sample</legend>
-            <div className="choice-grid">
-            {TRIGGER_CHOICES.map((choice) => (
-              <label key={choice.value} className={form.sampleFrequency === choice.value ? 'choice choice-selected' : 'choice'}>
-                <input
-                  type="radio"
-                  name="sampleFrequency"
-                  value={choice.value}
-                  checked={form.sampleFrequency === choice.value}
-                  onChange={() => set('sampleFrequency', choice.value)}
-                />
-                <span>
-                  <span className="choice-title">{TRIGGER_LABEL[choice.value]}</span>
-                  <span className="choice-explain">{choice.explain}</span>
-                </span>
-              </label>
-            ))}
-            </div>
+            <ChoiceGrid
+              name="sampleFrequency"
+              value={form.sampleFrequency}
+              onChange={(frequency) => set('sampleFrequency', frequency)}
+              choices={TRIGGER_CHOICES.map((choice) => ({ ...choice, title: TRIGGER_LABEL[choice.value] }))}
+            />
             <ProblemList problems={forField('predictions.sampleFrequency')} id="trigger-problems" />
           </fieldset>
           <div className="field-grid">
@@ -451,6 +430,34 @@ function Field({
         </p>
       )}
       <ProblemList problems={problems} id={`${id}-problems`} />
+    </div>
+  );
+}
+
+/** Radio choices as cards: a title, what the choice does, and optionally its settings. */
+function ChoiceGrid<T extends string>({
+  name,
+  value,
+  choices,
+  onChange,
+}: {
+  name: string;
+  value: T;
+  choices: { value: T; title: string; explain: string; settings?: string }[];
+  onChange: (value: T) => void;
+}) {
+  return (
+    <div className="choice-grid">
+      {choices.map((choice) => (
+        <label key={choice.value} className={value === choice.value ? 'choice choice-selected' : 'choice'}>
+          <input type="radio" name={name} value={choice.value} checked={value === choice.value} onChange={() => onChange(choice.value)} />
+          <span>
+            <span className="choice-title">{choice.title}</span>
+            <span className="choice-explain">{choice.explain}</span>
+            {choice.settings && <span className="choice-settings">{choice.settings}</span>}
+          </span>
+        </label>
+      ))}
     </div>
   );
 }
