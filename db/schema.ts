@@ -4,6 +4,7 @@
 import { sql } from 'drizzle-orm';
 import {
   bigint,
+  boolean,
   check,
   doublePrecision,
   index,
@@ -122,6 +123,8 @@ export const trainingPredictions = pgTable(
     prompt: text('prompt').notNull(),
     groundTruth: text('ground_truth').notNull(),
     prediction: text('prediction').notNull(),
+    /** A character PostgreSQL cannot store (U+0000, a lone surrogate) was replaced by U+FFFD. */
+    altered: boolean('altered').notNull().default(false),
     createdAt: createdAt(),
   },
   (t) => [

@@ -246,15 +246,31 @@ export function listLogLines(db: Db, params: { jobId: string; afterId: number; l
     .limit(params.limit);
 }
 
-export async function insertMetrics(db: Db, params: { jobId: string; metrics: Array<{ step: number; epoch: number; name: string; value: number }> }) {
-  const rows = await db
-    .insert(trainingMetrics)
-    .values(params.metrics.map((m) => ({ jobId: params.jobId, ...m })))
-    .onConflictDoNothing()
-    .returning({ id: trainingMetrics.id });
-  return rows.length;
+/**
+ * Stores metric points; a point already stored for (name, step) keeps its row and takes the
+ * new value when it differs (a run resumed from a checkpoint logs those steps again).
+ * NaN and ±Infinity are stored as the IEEE values (double precision holds them).
+ */
+export async function insertMetrics(
+  db: Db,
+  params: { jobId: string; metrics: Array<{ step: number; epoch: number; name: string; value: number }> },
+): Promise<{ inserted: number; replaced: number }> {
+  if (params.metrics.length === 0) return { inserted: 0, replaced: 0 };
+  // The values travel as text: JSON has no NaN, and 'NaN' / 'Infinity' are float8 literals.
+  const rows = params.metrics.map((m) => ({ step: m.step, epoch: m.epoch, name: m.name, value: String(m.value) }));
+  const result = await db.execute(sql`
+    insert into ${trainingMetrics} as m (job_id, step, epoch, name, value)
+    select ${params.jobId}::uuid, r.step, r.epoch, r.name, r.value::float8
+    from json_to_recordset(${JSON.stringify(rows)}::json) as r(step int, epoch float8, name text, value text)
+    on conflict (job_id, name, step) do update set value = excluded.value, epoch = excluded.epoch
+      where m.value is distinct from excluded.value
+    returning (xmax = 0) as inserted`);
+  const written = rowsOf<{ inserted: boolean }>(result);
+  const inserted = written.filter((r) => r.inserted).length;
+  return { inserted, replaced: written.length - inserted };
 }
 
+/** A job's metric points in (name, step) order; values may be NaN or ±Infinity. */
 export function listMetrics(db: Db, params: { jobId: string }) {
   return db
     .select({ step: trainingMetrics.step, epoch: trainingMetrics.epoch, name: trainingMetrics.name, value: trainingMetrics.value })

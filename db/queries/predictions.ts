@@ -70,9 +70,10 @@ const listColumns = {
   prompt: trainingPredictions.prompt,
   groundTruth: trainingPredictions.groundTruth,
   prediction: trainingPredictions.prediction,
+  altered: trainingPredictions.altered,
   createdAt: trainingPredictions.createdAt,
 };
-export type PredictionRecord = { id: number; epoch: number; step: number; sampleIndex: number; trigger: PredictionTrigger; prompt: string; groundTruth: string; prediction: string; createdAt: Date };
+export type PredictionRecord = { id: number; epoch: number; step: number; sampleIndex: number; trigger: PredictionTrigger; prompt: string; groundTruth: string; prediction: string; altered: boolean; createdAt: Date };
 
 /** LIKE treats % _ and \ specially; a user's search text is matched literally. */
 function likePattern(text: string): string {

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { jobConfig, LAUNCHERS } from './job-config';
 import { JOB_STATUSES_LIST } from './statuses';
+import { metricValueOutput } from './pod.schemas';
 
 export const jobIdInput = z.object({ jobId: z.uuid('jobId must be a UUID') });
 
@@ -88,5 +89,6 @@ export const jobLogsOutput = z.object({
   lastId: z.number(),
 });
 export const jobMetricsOutput = z.object({
-  points: z.array(z.object({ step: z.number(), epoch: z.number(), name: z.string(), value: z.number() })),
+    /** `value` is a number, or 'NaN' / 'Infinity' / '-Infinity' for the values JSON cannot carry. */
+  points: z.array(z.object({ step: z.number(), epoch: z.number(), name: z.string(), value: metricValueOutput })),
 });

@@ -5,12 +5,20 @@ import { PREDICTION_TRIGGERS } from './triggers';
 
 export const PREDICTION_BATCH_MAX = 1000;
 export const FIELD_LIMITS = { prompt: 16_000, groundTruth: 16_000, prediction: 16_000 } as const;
+/** Bounds of the numbers that key a prediction; reads are bounded by the same figures. */
+export const EPOCH_MAX = 1_000_000;
+/** Hugging Face's `global_step`: counts optimizer steps from the start of training, across epochs. */
+export const STEP_MAX = 2_000_000_000;
+export const SAMPLE_INDEX_MAX = 1_000_000;
+
+export const epochNumber = z.number().int('epoch must be a whole number').min(0, 'epoch must be 0 or more').max(EPOCH_MAX, `epoch must be at most ${EPOCH_MAX}`);
+export const stepNumber = z.number().int('step must be a whole number').min(0, 'step must be 0 or more').max(STEP_MAX, `step must be at most ${STEP_MAX}`);
 
 /** One prediction row as a pod sends it. `epoch` is the 1-based epoch the step falls in. */
 export const predictionRow = z.object({
-  epoch: z.number().int().min(0).max(1_000_000),
-  step: z.number().int().min(0).max(2_000_000_000),
-  sampleIndex: z.number().int().min(0).max(1_000_000),
+  epoch: epochNumber,
+  step: stepNumber,
+  sampleIndex: z.number().int().min(0).max(SAMPLE_INDEX_MAX, `sampleIndex must be at most ${SAMPLE_INDEX_MAX}`),
   trigger: z.enum(PREDICTION_TRIGGERS),
   prompt: z.string().max(FIELD_LIMITS.prompt),
   groundTruth: z.string().max(FIELD_LIMITS.groundTruth),
@@ -28,20 +36,78 @@ export const writePredictionsInput = z.object({
     .min(1, 'predictions must hold at least one row')
     .max(PREDICTION_BATCH_MAX, `predictions holds at most ${PREDICTION_BATCH_MAX} rows per batch; split the batch`),
 });
+/** A row the server refused, by its index in the batch, with the reason in words. */
+export const rejectedRow = z.object({ index: z.number().int(), reason: z.string() });
+
+/**
+ * The answer to a batch; every row of it is counted exactly once among inserted, duplicates,
+ * replaced and rejected. `altered` counts the stored rows (inserted or replaced) in which a
+ * character PostgreSQL cannot store was replaced by U+FFFD; those rows carry `altered: true`.
+ */
 export const writePredictionsOutput = z.object({
+  /** New (job, step, sampleIndex) keys stored. */
   inserted: z.number().int(),
+  /** Keys already stored with identical content: a retried batch; nothing changed. */
   duplicates: z.number().int(),
-  rejected: z.array(z.object({ index: z.number().int(), reason: z.string() })),
+  /** Keys already stored with different content (a run resumed from a checkpoint): the newer row replaced the older. */
+  replaced: z.number().int(),
+  altered: z.number().int(),
+  rejected: z.array(rejectedRow),
 });
 export type WritePredictionsOutput = z.infer<typeof writePredictionsOutput>;
 
+/** Non-finite metric values as they travel in JSON (which has no NaN): a JSON null is NaN. */
+export const NON_FINITE_VALUES = ['NaN', 'Infinity', '-Infinity'] as const;
+export type NonFiniteValue = (typeof NON_FINITE_VALUES)[number];
+export const METRIC_NAME_MAX = 128;
+
+/** A metric value as stored and read back: a finite number, or the name of a non-finite one. */
+export const metricValueOutput = z.union([z.number(), z.enum(NON_FINITE_VALUES)]);
+export type MetricValue = z.infer<typeof metricValueOutput>;
+
+/** Turns a stored double into its wire form (JSON cannot carry NaN or ±Infinity). */
+export function metricValueToWire(value: number): MetricValue {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Infinity) return 'Infinity';
+  if (value === -Infinity) return '-Infinity';
+  return value;
+}
+
 export const metricRow = z.object({
-  step: z.number().int().min(0).max(2_000_000_000),
-  epoch: z.number().min(0).max(1_000_000),
-  name: z.string().min(1).max(64).regex(/^[\w./-]+$/, 'metric names use letters, digits and . / - _'),
-  value: z.number().refine(Number.isFinite, 'value must be a finite number'),
+  step: stepNumber,
+  epoch: z.number().min(0).max(EPOCH_MAX, `epoch must be at most ${EPOCH_MAX}`),
+  // Evaluators name metrics `eval_precision@5`, `rouge:L`, `exact match`: any printable text.
+  name: z
+    .string()
+    .trim()
+    .min(1, 'name must not be empty')
+    .max(METRIC_NAME_MAX, `name must be at most ${METRIC_NAME_MAX} characters`)
+    .regex(/^[^\p{C}]+$/u, 'name must hold printable characters only (no control characters)'),
+  // NaN losses are real and worth seeing: null (how JSON writes NaN) and the names of the
+  // non-finite values are stored as the IEEE values they stand for.
+  value: z.union([
+    z.number(),
+    z.null().transform(() => Number.NaN),
+    z.enum(NON_FINITE_VALUES).transform((name) => (name === 'NaN' ? Number.NaN : name === 'Infinity' ? Infinity : -Infinity)),
+  ], { error: 'value must be a number, null (NaN), "NaN", "Infinity" or "-Infinity"' }),
 });
-export const writeMetricsInput = z.object({ metrics: z.array(metricRow).min(1).max(PREDICTION_BATCH_MAX) });
+export type MetricRowInput = z.output<typeof metricRow>;
+/** Like predictions, each metric row is validated on its own: one bad row never fails its batch. */
+export const writeMetricsInput = z.object({
+  metrics: z
+    .array(z.unknown())
+    .min(1, 'metrics must hold at least one row')
+    .max(PREDICTION_BATCH_MAX, `metrics holds at most ${PREDICTION_BATCH_MAX} rows per batch; split the batch`),
+});
+export const writeMetricsOutput = z.object({
+  inserted: z.number().int(),
+  /** Points already stored for (name, step) with the same value. */
+  duplicates: z.number().int(),
+  /** Points already stored for (name, step) with another value (a resumed run): the newer value is kept. */
+  replaced: z.number().int(),
+  rejected: z.array(rejectedRow),
+});
+export type WriteMetricsOutput = z.infer<typeof writeMetricsOutput>;
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export const LOG_LINE_MAX = 4_000;
@@ -60,9 +126,9 @@ export const heartbeatInput = z.object({
   mode: z.enum(['cloud', 'local']).default('cloud'),
   /** Which expected variables were present: names and booleans, never values. */
   env: z.record(z.string().max(64), z.boolean()).default({}),
-  epoch: z.number().min(0).max(1_000_000).optional(),
-  step: z.number().int().min(0).optional(),
-  totalSteps: z.number().int().min(0).optional(),
+  epoch: z.number().min(0).max(EPOCH_MAX).optional(),
+  step: stepNumber.optional(),
+  totalSteps: stepNumber.optional(),
   counters: z
     .object({ generated: counter, persisted: counter, spooled: counter, rejected: counter })
     .default({ generated: 0, persisted: 0, spooled: 0, rejected: 0 }),

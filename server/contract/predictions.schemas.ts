@@ -1,12 +1,13 @@
 // Wire schemas for reading predictions (zod only; shared by server and SPA).
 import { z } from 'zod';
 import { PREDICTION_TRIGGERS } from './triggers';
+import { epochNumber } from './pod.schemas';
 
 export const PREDICTIONS_PAGE_MAX = 200;
 
 export const listPredictionsInput = z.object({
   jobId: z.uuid('jobId must be a UUID'),
-  epoch: z.number().int().min(0).optional(),
+  epoch: epochNumber.optional(),
   trigger: z.enum(PREDICTION_TRIGGERS).optional(),
   search: z.string().trim().max(200, 'search must be at most 200 characters').optional(),
   cursor: z.string().max(100).nullish(),
@@ -23,6 +24,8 @@ export const predictionItem = z.object({
   prompt: z.string(),
   groundTruth: z.string(),
   prediction: z.string(),
+  /** True when a character PostgreSQL cannot store (U+0000, half of an emoji) was replaced by U+FFFD. */
+  altered: z.boolean(),
   createdAt: z.string(),
 });
 export type PredictionItem = z.infer<typeof predictionItem>;
@@ -44,7 +47,7 @@ export const epochsOutput = z.array(
 
 export const compareInput = z.object({
   jobId: z.uuid('jobId must be a UUID'),
-  epochs: z.array(z.number().int().min(0)).min(1, 'choose at least one epoch').max(10, 'compare at most 10 epochs at once'),
+  epochs: z.array(epochNumber).min(1, 'choose at least one epoch').max(10, 'compare at most 10 epochs at once'),
 });
 const scored = z.object({ prediction: z.string(), step: z.number().int(), f1: z.number(), exact: z.boolean() });
 export const compareOutput = z.object({
@@ -63,6 +66,6 @@ export const compareOutput = z.object({
 });
 export type CompareOutput = z.infer<typeof compareOutput>;
 
-export const onNewInput = z.object({ jobId: z.uuid('jobId must be a UUID'), lastEventId: z.string().nullish() });
+export const onNewInput = z.object({ jobId: z.uuid('jobId must be a UUID'), lastEventId: z.string().regex(/^\d{1,15}$/, 'lastEventId must be an event id this server sent').nullish() });
 
 export const exportLinkInput = z.object({ jobId: z.uuid('jobId must be a UUID'), format: z.enum(['jsonl', 'csv']) });

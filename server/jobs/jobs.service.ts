@@ -5,6 +5,7 @@ import { AppError, notFound } from '../errors';
 import type { AppDeps } from '../deps';
 import { checkJobConfig, jobConfig, totalSteps, type ConfigProblem, type JobConfig } from '../contract/job-config';
 import type { DeployJobInput, JobDetail, JobSummary, PodEnvOutput } from '../contract/jobs.schemas';
+import { metricValueToWire } from '../contract/pod.schemas';
 import { signJobToken } from '../auth/tokens';
 import { getDatasetSummary } from '../../db/queries/datasets';
 import {
@@ -219,7 +220,8 @@ export async function jobLogs(deps: AppDeps, userId: string, input: { jobId: str
 
 export async function jobMetrics(deps: AppDeps, userId: string, jobId: string) {
   await assertJobVisible(deps, userId, jobId);
-  return { points: await listMetrics(deps.database.db, { jobId }) };
+  const points = await listMetrics(deps.database.db, { jobId });
+  return { points: points.map((p) => ({ ...p, value: metricValueToWire(p.value) })) };
 }
 
 /** Throws NOT_FOUND unless the job is the user's; for reads that need nothing else of the job. */

@@ -1,10 +1,11 @@
 // What a pod may do, always to the one job its verified token names: read its config and
 // dataset, report heartbeats, write predictions / metrics / log lines, and finish.
 import type { z } from 'zod';
+import type { rejectedRow } from '../contract/pod.schemas';
 import { AppError } from '../errors';
 import type { AppDeps } from '../deps';
 import { splitSizes, stepsPerEpoch, totalSteps, type JobConfig } from '../contract/job-config';
-import { predictionRow, type PredictionRowInput, type WritePredictionsOutput } from '../contract/pod.schemas';
+import { metricRow, predictionRow, type WriteMetricsOutput, type WritePredictionsOutput } from '../contract/pod.schemas';
 import type { heartbeatInput, finishInput, podLogInput, writeMetricsInput } from '../contract/pod.schemas';
 import { getDatasetRows } from '../../db/queries/datasets';
 import { endJob, getJob, insertJobEvent, insertJobEventThrottled, insertLogLines, insertMetrics, recordHeartbeat } from '../../db/queries/jobs';
@@ -71,16 +72,24 @@ export async function podHeartbeat(deps: AppDeps, pod: PodScope, input: z.output
   return { ok: true as const, cancelled: false };
 }
 
+type RejectedRow = z.infer<typeof rejectedRow>;
+
 const MAX_REASONS_RECORDED = 10;
 
-export async function podWritePredictions(deps: AppDeps, pod: PodScope, input: { predictions: unknown[] }): Promise<WritePredictionsOutput> {
-  const valid: PredictionRowInput[] = [];
-  const rejected: WritePredictionsOutput['rejected'] = [];
-  input.predictions.forEach((candidate, index) => {
-    const parsed = predictionRow.safeParse(candidate);
+/** Validates a batch row by row: one bad row is refused by index and reason, the rest go on. */
+function validateRows<T>(schema: z.ZodType<T>, rows: unknown[]): { valid: T[]; rejected: RejectedRow[] } {
+  const valid: T[] = [];
+  const rejected: RejectedRow[] = [];
+  rows.forEach((candidate, index) => {
+    const parsed = schema.safeParse(candidate);
     if (parsed.success) valid.push(parsed.data);
     else rejected.push({ index, reason: parsed.error.issues.map((i) => `${i.path.join('.') || 'row'}: ${i.message}`).join('; ') });
   });
+  return { valid, rejected };
+}
+
+export async function podWritePredictions(deps: AppDeps, pod: PodScope, input: { predictions: unknown[] }): Promise<WritePredictionsOutput> {
+  const { valid, rejected } = validateRows(predictionRow, input.predictions);
   const db = deps.database.db;
   const { inserted, maxId } = await insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows: valid });
   if (maxId !== null) await deps.live.predictionsStored(pod.jobId, pod.userId, maxId);
@@ -91,12 +100,15 @@ export async function podWritePredictions(deps: AppDeps, pod: PodScope, input: {
       detail: { count: rejected.length, examples: rejected.slice(0, MAX_REASONS_RECORDED) },
     });
   }
-  return { inserted, duplicates: valid.length - inserted, rejected };
+  return { inserted, duplicates: valid.length - inserted, replaced: 0, altered: 0, rejected };
 }
 
-export async function podWriteMetrics(deps: AppDeps, pod: PodScope, input: z.output<typeof writeMetricsInput>) {
-  const inserted = await insertMetrics(deps.database.db, { jobId: pod.jobId, metrics: input.metrics });
-  return { inserted, duplicates: input.metrics.length - inserted };
+export async function podWriteMetrics(deps: AppDeps, pod: PodScope, input: z.output<typeof writeMetricsInput>): Promise<WriteMetricsOutput> {
+  const { valid, rejected } = validateRows(metricRow, input.metrics);
+  // Within one batch the last point for a (name, step) wins, as a later log line would.
+  const byKey = new Map(valid.map((m) => [`${m.name}\u0000${m.step}`, m]));
+  const { inserted, replaced } = await insertMetrics(deps.database.db, { jobId: pod.jobId, metrics: [...byKey.values()] });
+  return { inserted, replaced, duplicates: valid.length - inserted - replaced, rejected };
 }
 
 export async function podLog(deps: AppDeps, pod: PodScope, input: z.output<typeof podLogInput>) {

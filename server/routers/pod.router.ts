@@ -5,6 +5,7 @@ import {
   heartbeatInput,
   podLogInput,
   writeMetricsInput,
+  writeMetricsOutput,
   writePredictionsInput,
   writePredictionsOutput,
 } from '../contract/pod.schemas';
@@ -18,7 +19,7 @@ export const podRouter = router({
     .input(writePredictionsInput)
     .output(writePredictionsOutput)
     .mutation(({ ctx, input }) => podWritePredictions(ctx.deps, ctx.pod, input)),
-  writeMetrics: podProcedure.input(writeMetricsInput).mutation(({ ctx, input }) => podWriteMetrics(ctx.deps, ctx.pod, input)),
+  writeMetrics: podProcedure.input(writeMetricsInput).output(writeMetricsOutput).mutation(({ ctx, input }) => podWriteMetrics(ctx.deps, ctx.pod, input)),
   log: podProcedure.input(podLogInput).mutation(({ ctx, input }) => podLog(ctx.deps, ctx.pod, input)),
   finish: podProcedure.input(finishInput).mutation(({ ctx, input }) => podFinish(ctx.deps, ctx.pod, input)),
 });

@@ -4,6 +4,7 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
 import { AppError } from '../errors';
+import { toStorableValue, type AlteredPath } from '../contract/text';
 import { authorizePod } from '../pod/pod-auth';
 import type { Context } from './context';
 
@@ -83,7 +84,20 @@ export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
 export const middleware = t.middleware;
 
-export const publicProcedure = t.procedure.use(appErrors);
+/**
+ * Every procedure's input is made storable before it is parsed: U+0000 and lone surrogates
+ * (which JSON carries and PostgreSQL refuses, failing a whole statement with a 500) become
+ * U+FFFD, in values and keys alike. `ctx.inputAltered` lists where, for procedures that tell
+ * the caller (pod.writePredictions marks such rows altered).
+ */
+const storableInput = t.middleware(async ({ ctx, getRawInput, next }) => {
+  const { value, altered } = toStorableValue(await getRawInput());
+  const inputAltered: readonly AlteredPath[] = altered;
+  return next({ ctx: { ...ctx, inputAltered, storableRawInput: value } });
+  // tRPC's types take a new context or a new raw input from one next(), not both: the pipe hands on the input.
+}).unstable_pipe(({ ctx, next }) => next({ getRawInput: async () => ctx.storableRawInput }));
+
+export const publicProcedure = t.procedure.use(appErrors).use(storableInput);
 
 /** Signed-in users only; narrows ctx to the user's id. Ownership is still checked by every query. */
 export const userProcedure = publicProcedure.use(({ ctx, next }) => {

@@ -1,0 +1,1 @@
+ALTER TABLE "training_predictions" ADD COLUMN "altered" boolean DEFAULT false NOT NULL;
