@@ -108,12 +108,12 @@ async function ingest(task: IngestTask): Promise<IngestResult> {
         duplicates += rows.length - (result.rowCount ?? 0);
       } else if (pool && task.mode === 'stack-sql') {
         // The server's own insert statement, without HTTP, tRPC, auth or notify.
-        const r = await insertPredictions(drizzle({ client: pool, schema }), { jobId: pod.jobId, userId: pod.userId, rows });
+        const r = await insertPredictions(drizzle({ client: pool, schema }), { jobId: pod.jobId, userId: pod.userId, rows: rows.map((row) => ({ ...row, altered: false })) });
         inserted += r.inserted;
       } else if (pool && task.mode === 'stack-sql+notify') {
         // … plus the notification as the server sends it today: a second statement, a second commit.
         const db = drizzle({ client: pool, schema });
-        const r = await insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows });
+        const r = await insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows: rows.map((row) => ({ ...row, altered: false })) });
         if (r.maxId !== null) await db.execute(sql`select pg_notify('bench_predictions_stored', ${JSON.stringify({ jobId: pod.jobId, maxId: r.maxId })})`);
         inserted += r.inserted;
       } else if (pool && task.mode === 'stack-sql, notify folded') {

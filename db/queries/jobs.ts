@@ -286,16 +286,21 @@ export async function summarizeJobEvents(db: Db, params: { jobId: string }) {
     select kind, coalesce(detail->>'reason', '') as reason, count(*)::int as count,
            coalesce(sum(case when jsonb_typeof(detail->'count') = 'number' then (detail->>'count')::int end), 0)::int as counted,
            max(created_at) as last_at,
+           min(case when jsonb_typeof(detail->'minStep') = 'number' then (detail->>'minStep')::bigint end) as min_step,
+           max(case when jsonb_typeof(detail->'maxStep') = 'number' then (detail->>'maxStep')::bigint end) as max_step,
            (array_agg(detail order by id desc))[1] as last_detail
     from ${jobEvents} where job_id = ${params.jobId}
     group by kind, coalesce(detail->>'reason', '')`);
-  return rowsOf<{ kind: string; reason: string; count: number; counted: number; last_at: string | Date; last_detail: Record<string, unknown> }>(rows).map((r) => ({
+  type Row = { kind: string; reason: string; count: number; counted: number; last_at: string | Date; min_step: string | number | null; max_step: string | number | null; last_detail: Record<string, unknown> };
+  return rowsOf<Row>(rows).map((r) => ({
     kind: r.kind,
     reason: r.reason,
     count: Number(r.count),
     /** The sum of the events' own `count` fields (e.g. rows refused across batches). */
     counted: Number(r.counted),
     lastAt: new Date(r.last_at),
+    /** The step range the events' own `minStep` / `maxStep` fields span (e.g. replaced rows), null when none has one. */
+    steps: r.min_step === null || r.max_step === null ? null : { min: Number(r.min_step), max: Number(r.max_step) },
     lastDetail: r.last_detail,
   }));
 }

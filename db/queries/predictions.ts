@@ -6,40 +6,123 @@ import { predictionEpochStats, trainingPredictions } from '../schema';
 import type { PredictionRowInput } from '../../server/contract/pod.schemas';
 import type { PredictionTrigger } from '../../server/contract/triggers';
 
+/** A prediction row ready to store: validated, text made storable, `altered` when that changed it. */
+export type StorablePredictionRow = PredictionRowInput & { altered: boolean };
+
+/** What one batch did; every row of it lands in exactly one of these. */
+export interface InsertPredictionsResult {
+  inserted: number;
+  /** Keys already stored with identical content (a retried batch). */
+  duplicates: number;
+  /** Keys already stored with different content, now holding the newer row, and their step range. */
+  replaced: { count: number; minStep: number | null; maxStep: number | null };
+  /** Stored rows (inserted or replaced) whose text was altered to be storable. */
+  altered: number;
+  /** Rows whose (step, sampleIndex) is stored under another epoch or trigger: by index in `rows`, with what is stored. */
+  conflicts: Array<{ index: number; storedEpoch: number; storedTrigger: PredictionTrigger }>;
+  /** The highest id written by this batch, for live subscribers; null when nothing was written. */
+  maxId: number | null;
+}
+
 /**
- * Inserts a batch in one statement. Rows whose (job, step, sampleIndex) is already stored are
- * skipped, so a replayed batch changes nothing; the per-epoch totals are updated by the same
- * statement from exactly the rows that were new. The batch travels as one JSON parameter
- * unpacked by json_to_recordset, so the statement has three parameters whatever its size
- * (and both drivers bind it the same way).
+ * Stores a batch of one job's predictions. Per (step, sampleIndex): a new key is inserted; a key
+ * stored with identical content is a duplicate (a retried batch changes nothing); a key stored
+ * with different content in the same epoch and trigger is replaced (a run resumed from a
+ * checkpoint re-predicts those steps) and gets a new id, so live subscribers see the new text;
+ * a key stored under another epoch or trigger is left alone and returned as a conflict (steps
+ * must be global, as Hugging Face's `global_step` is). Within a batch the last row of a key wins.
+ * The per-epoch totals move in the same statement.
+ *
+ * Ordering for live delivery: the write holds a per-job transaction lock from before its ids are
+ * drawn until it commits, so one job's rows become visible in id order and a subscriber reading
+ * "after id N" can never pass over a row that commits later with a lower id (two overlapping
+ * writes used to do exactly that on PostgreSQL). Writes to different jobs do not wait for each other.
  */
 export async function insertPredictions(
   db: Db,
-  params: { jobId: string; userId: string; rows: PredictionRowInput[] },
-): Promise<{ inserted: number; maxId: number | null }> {
-  if (params.rows.length === 0) return { inserted: 0, maxId: null };
-  const result = await db.execute(sql`
-    with new_rows as (
-      insert into ${trainingPredictions} (job_id, user_id, epoch, step, sample_index, trigger, prompt, ground_truth, prediction)
-      select ${params.jobId}::uuid, ${params.userId}::uuid, r.epoch, r.step, r."sampleIndex", r.trigger, r.prompt, r."groundTruth", r.prediction
-      from json_to_recordset(${JSON.stringify(params.rows)}::json)
-        as r(epoch int, step int, "sampleIndex" int, trigger text, prompt text, "groundTruth" text, prediction text)
-      on conflict (job_id, step, sample_index) do nothing
-      returning id, epoch, step, trigger, created_at
-    ), stats as (
-      insert into ${predictionEpochStats} as s (job_id, user_id, epoch, trigger, count, min_step, max_step, last_write_at)
-      select ${params.jobId}::uuid, ${params.userId}::uuid, epoch, trigger, count(*), min(step), max(step), max(created_at)
-      from new_rows group by epoch, trigger
-      on conflict (job_id, epoch, trigger) do update set
-        count = s.count + excluded.count,
-        min_step = least(s.min_step, excluded.min_step),
-        max_step = greatest(s.max_step, excluded.max_step),
-        last_write_at = greatest(s.last_write_at, excluded.last_write_at)
-    )
-    select count(*)::int as inserted, max(id)::bigint as max_id from new_rows`);
-  const [row] = rowsOf<{ inserted: number; max_id: string | number | null }>(result);
-  return { inserted: Number(row?.inserted ?? 0), maxId: row?.max_id === null || row?.max_id === undefined ? null : Number(row.max_id) };
+  params: { jobId: string; userId: string; rows: StorablePredictionRow[] },
+): Promise<InsertPredictionsResult> {
+  const empty: InsertPredictionsResult = { inserted: 0, duplicates: 0, replaced: { count: 0, minStep: null, maxStep: null }, altered: 0, conflicts: [], maxId: null };
+  if (params.rows.length === 0) return empty;
+  // The last row of each key wins; the earlier ones count as duplicates of it.
+  const lastOfKey = new Map<string, number>();
+  params.rows.forEach((row, index) => lastOfKey.set(`${row.step}:${row.sampleIndex}`, index));
+  const unique = [...lastOfKey.values()].sort((a, b) => a - b).map((index) => ({ ...params.rows[index], index }));
+  const result = await db.transaction(async (tx) => {
+    await tx.execute(sql`select pg_advisory_xact_lock(${PREDICTIONS_LOCK_CLASS}, hashtext(${params.jobId}))`);
+    return tx.execute(sql`
+      with input as (
+        select * from json_to_recordset(${JSON.stringify(unique)}::json)
+          as r(index int, epoch int, step int, "sampleIndex" int, trigger text, prompt text, "groundTruth" text, prediction text, altered boolean)
+      ), matched as (
+        select i.index, p.id, p.epoch as stored_epoch, p.trigger as stored_trigger,
+               p.epoch = i.epoch and p.trigger = i.trigger as same_place,
+               (p.prompt, p.ground_truth, p.prediction) = (i.prompt, i."groundTruth", i.prediction) as same_content
+        from input i join ${trainingPredictions} p
+          on p.job_id = ${params.jobId}::uuid and p.step = i.step and p.sample_index = i."sampleIndex"
+      ), inserted as (
+        insert into ${trainingPredictions} (job_id, user_id, epoch, step, sample_index, trigger, prompt, ground_truth, prediction, altered)
+        select ${params.jobId}::uuid, ${params.userId}::uuid, i.epoch, i.step, i."sampleIndex", i.trigger, i.prompt, i."groundTruth", i.prediction, i.altered
+        from input i where not exists (select 1 from matched m where m.index = i.index)
+        on conflict (job_id, step, sample_index) do nothing
+        returning id, epoch, step, trigger, altered, created_at
+      ), replaced as (
+        update ${trainingPredictions} p
+        set prompt = i.prompt, ground_truth = i."groundTruth", prediction = i.prediction, altered = i.altered,
+            id = default, created_at = now()
+        from matched m join input i on i.index = m.index
+        where p.id = m.id and m.same_place and not m.same_content
+        returning p.id, p.epoch, p.step, p.trigger, p.altered, p.created_at
+      ), stats as (
+        insert into ${predictionEpochStats} as s (job_id, user_id, epoch, trigger, count, min_step, max_step, last_write_at)
+        select ${params.jobId}::uuid, ${params.userId}::uuid, epoch, trigger, sum(added), min(step), max(step), max(created_at)
+        from (select epoch, step, trigger, created_at, 1 as added from inserted
+              union all select epoch, step, trigger, created_at, 0 from replaced) written
+        group by epoch, trigger
+        on conflict (job_id, epoch, trigger) do update set
+          count = s.count + excluded.count,
+          min_step = least(s.min_step, excluded.min_step),
+          max_step = greatest(s.max_step, excluded.max_step),
+          last_write_at = greatest(s.last_write_at, excluded.last_write_at)
+      )
+      select
+        (select count(*)::int from inserted) as inserted,
+        (select count(*)::int from replaced) as replaced,
+        (select min(step) from replaced) as replaced_min_step,
+        (select max(step) from replaced) as replaced_max_step,
+        (select count(*)::int from (select altered from inserted union all select altered from replaced) w where altered) as altered,
+        (select coalesce(json_agg(json_build_array(index, stored_epoch, stored_trigger) order by index), '[]'::json)
+           from matched where not same_place) as conflicts,
+        (select max(id) from (select id from inserted union all select id from replaced) w)::bigint as max_id`);
+  });
+  const [row] = rowsOf<{
+    inserted: number;
+    replaced: number;
+    replaced_min_step: number | null;
+    replaced_max_step: number | null;
+    altered: number;
+    conflicts: Array<[number, number, PredictionTrigger]> | string;
+    max_id: string | number | null;
+  }>(result);
+  if (!row) return empty;
+  const conflicts = (typeof row.conflicts === 'string' ? (JSON.parse(row.conflicts) as Array<[number, number, PredictionTrigger]>) : row.conflicts).map(
+    ([index, storedEpoch, storedTrigger]) => ({ index, storedEpoch, storedTrigger }),
+  );
+  const inserted = Number(row.inserted);
+  const replaced = Number(row.replaced);
+  return {
+    inserted,
+    replaced: { count: replaced, minStep: row.replaced_min_step, maxStep: row.replaced_max_step },
+    duplicates: params.rows.length - inserted - replaced - conflicts.length,
+    altered: Number(row.altered),
+    conflicts,
+    maxId: row.max_id === null ? null : Number(row.max_id),
+  };
 }
+
+// The first key of the per-job write lock (pg_advisory_xact_lock(int, int)); the second is the job id's hash.
+// Any constant works; it keeps these locks apart from the migration lock and from other users of advisory locks.
+const PREDICTIONS_LOCK_CLASS = 727_274_102;
 
 /** Recomputes a job's per-epoch totals from its rows (after bulk loads that bypass insertPredictions). */
 export async function rebuildEpochStats(db: Db, params: { jobId: string }): Promise<void> {

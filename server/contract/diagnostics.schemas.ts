@@ -11,6 +11,7 @@ export const CHECK_IDS = [
   'trigger_fired',
   'writes_persisted',
   'rows_rejected',
+  'rows_replaced',
   'job_failure',
   'predictions_present',
 ] as const;

@@ -36,6 +36,9 @@ export const writePredictionsInput = z.object({
     .min(1, 'predictions must hold at least one row')
     .max(PREDICTION_BATCH_MAX, `predictions holds at most ${PREDICTION_BATCH_MAX} rows per batch; split the batch`),
 });
+/** The ledger reason of rows refused because their step is already stored under another epoch (steps must be global). */
+export const STEP_NOT_GLOBAL = 'step_not_global';
+
 /** A row the server refused, by its index in the batch, with the reason in words. */
 export const rejectedRow = z.object({ index: z.number().int(), reason: z.string() });
 

@@ -6,6 +6,7 @@ import { checkJobConfig, splitSizes, stepsPerEpoch, type JobConfig } from '../co
 import type { CheckId, DiagnosticCheck, DiagnosticsOutput } from '../contract/diagnostics.schemas';
 import type { PodReport } from '../../db/schema';
 import type { JobStatusName } from '../contract/statuses';
+import { STEP_NOT_GLOBAL } from '../contract/pod.schemas';
 
 export interface JobFacts {
   now: Date;
@@ -19,7 +20,7 @@ export interface JobFacts {
   podReport: PodReport | null;
   lastHeartbeatAt: Date | null;
   stored: { count: number; lastWriteAt: Date | null };
-  events: Array<{ kind: string; reason: string; count: number; counted: number; lastAt: Date; lastDetail: Record<string, unknown> }>;
+  events: Array<{ kind: string; reason: string; count: number; counted: number; lastAt: Date; steps: { min: number; max: number } | null; lastDetail: Record<string, unknown> }>;
   connectGraceSeconds: number;
 }
 
@@ -211,14 +212,28 @@ export function diagnose(facts: JobFacts): Omit<DiagnosticsOutput, 'checkedAt'> 
     }
   }
 
-  // 8. Rows refused by validation
+  // 8. Rows refused by validation, and steps that restart each epoch
   const refused = event('predictions_rejected');
+  const stepReuse = refused.filter((e) => e.reason === STEP_NOT_GLOBAL);
   const refusedCount = refused.reduce((n, e) => n + e.counted, 0);
-  if (refused.length > 0 || (counters?.rejected ?? 0) > 0) {
-    const examples = refused.flatMap((e) => (Array.isArray(e.lastDetail.examples) ? e.lastDetail.examples : []));
-    const reason = examples
+  const reasonOf = (events: typeof refused) =>
+    events
+      .flatMap((e) => (Array.isArray(e.lastDetail.examples) ? e.lastDetail.examples : []))
       .map((x) => (typeof x === 'object' && x !== null && 'reason' in x ? String((x as { reason: unknown }).reason) : ''))
       .find(Boolean);
+  if (stepReuse.length > 0) {
+    const reused = stepReuse.reduce((n, e) => n + e.counted, 0);
+    const example = reasonOf(stepReuse);
+    checks.push([
+      'rows_rejected',
+      fail(
+        'Steps restart each epoch',
+        `The server refused ${plural(reused, 'prediction row')} whose step is already stored under an earlier epoch${example ? `, for example: ${example}` : ''}. Every epoch after the first is lost this way.`,
+        "Send the global step, which keeps growing across epochs (Hugging Face's `state.global_step`), not the step within the epoch; then run the job again.",
+      ),
+    ]);
+  } else if (refused.length > 0 || (counters?.rejected ?? 0) > 0) {
+    const reason = reasonOf(refused);
     const total = Math.max(refusedCount, counters?.rejected ?? 0);
     const status = facts.stored.count === 0 ? fail : warn;
     checks.push([
@@ -231,6 +246,23 @@ export function diagnose(facts: JobFacts): Omit<DiagnosticsOutput, 'checkedAt'> 
     ]);
   } else {
     checks.push(['rows_rejected', pass('No row was refused', 'Every prediction row the pod sent was valid.')]);
+  }
+
+  // 8b. Rows a resumed run replaced: nothing is lost (the newer text is kept), but the user should know.
+  const replacedEvents = event('predictions_replaced');
+  const replacedCount = replacedEvents.reduce((n, e) => n + e.counted, 0);
+  if (replacedCount > 0) {
+    const steps = replacedEvents.find((e) => e.steps)?.steps;
+    const range = steps ? (steps.min === steps.max ? ` at step ${steps.min}` : ` at steps ${steps.min} to ${steps.max}`) : '';
+    checks.push([
+      'rows_replaced',
+      pass(
+        'A resumed run replaced earlier predictions',
+        `${plural(replacedCount, 'prediction')}${range} ${replacedCount === 1 ? 'was' : 'were'} replaced by a resumed run: the pod sent new text for steps already stored, and the newer text is kept.`,
+      ),
+    ]);
+  } else {
+    checks.push(['rows_replaced', pass('Nothing was replaced', 'No step was predicted twice with different text.')]);
   }
 
   // 9. The job did not fail

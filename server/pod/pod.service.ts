@@ -5,11 +5,12 @@ import type { rejectedRow } from '../contract/pod.schemas';
 import { AppError } from '../errors';
 import type { AppDeps } from '../deps';
 import { splitSizes, stepsPerEpoch, totalSteps, type JobConfig } from '../contract/job-config';
-import { metricRow, predictionRow, type WriteMetricsOutput, type WritePredictionsOutput } from '../contract/pod.schemas';
+import { metricRow, predictionRow, STEP_NOT_GLOBAL, type WriteMetricsOutput, type WritePredictionsOutput } from '../contract/pod.schemas';
 import type { heartbeatInput, finishInput, podLogInput, writeMetricsInput } from '../contract/pod.schemas';
 import { getDatasetRows } from '../../db/queries/datasets';
 import { endJob, getJob, insertJobEvent, insertJobEventThrottled, insertLogLines, insertMetrics, recordHeartbeat } from '../../db/queries/jobs';
-import { insertPredictions } from '../../db/queries/predictions';
+import { insertPredictions, type StorablePredictionRow } from '../../db/queries/predictions';
+import type { AlteredPath } from '../contract/text';
 import type { DatasetRow, PodReport } from '../../db/schema';
 import type { PodScope } from './pod-auth';
 
@@ -83,24 +84,64 @@ function validateRows<T>(schema: z.ZodType<T>, rows: unknown[]): { valid: T[]; r
   rows.forEach((candidate, index) => {
     const parsed = schema.safeParse(candidate);
     if (parsed.success) valid.push(parsed.data);
-    else rejected.push({ index, reason: parsed.error.issues.map((i) => `${i.path.join('.') || 'row'}: ${i.message}`).join('; ') });
+    else rejected.push({ index, reason: reasonOf(parsed.error) });
   });
   return { valid, rejected };
 }
 
-export async function podWritePredictions(deps: AppDeps, pod: PodScope, input: { predictions: unknown[] }): Promise<WritePredictionsOutput> {
-  const { valid, rejected } = validateRows(predictionRow, input.predictions);
+/**
+ * Stores a batch for the token's job: rows are validated one by one (a bad row is refused by
+ * index and reason, the others are stored), rows whose text had to be made storable are marked
+ * altered (`inputAltered`: the paths the input middleware changed), and a row whose step is
+ * already stored under another epoch is refused with the reason that steps must be global.
+ * Refusals and replacements go on the job's ledger, which diagnostics read.
+ */
+export async function podWritePredictions(
+  deps: AppDeps,
+  pod: PodScope,
+  input: { predictions: unknown[] },
+  inputAltered: readonly AlteredPath[] = [],
+): Promise<WritePredictionsOutput> {
+  const alteredRows = new Set(inputAltered.filter((path) => path[0] === 'predictions' && typeof path[1] === 'number').map((path) => path[1]));
+  const parsed: Array<{ index: number; row: StorablePredictionRow }> = [];
+  const rejected: RejectedRow[] = [];
+  input.predictions.forEach((candidate, index) => {
+    const result = predictionRow.safeParse(candidate);
+    if (result.success) parsed.push({ index, row: { ...result.data, altered: alteredRows.has(index) } });
+    else rejected.push({ index, reason: reasonOf(result.error) });
+  });
   const db = deps.database.db;
-  const { inserted, maxId } = await insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows: valid });
-  if (maxId !== null) await deps.live.predictionsStored(pod.jobId, pod.userId, maxId);
-  if (rejected.length > 0) {
-    await insertJobEvent(db, {
-      jobId: pod.jobId,
-      kind: 'predictions_rejected',
-      detail: { count: rejected.length, examples: rejected.slice(0, MAX_REASONS_RECORDED) },
-    });
+  const stored = await insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows: parsed.map((p) => p.row) });
+  if (stored.maxId !== null) await deps.live.predictionsStored(pod.jobId, pod.userId, stored.maxId);
+  const stepConflicts = stored.conflicts.map((c) => {
+    const { index, row } = parsed[c.index]!;
+    const place = c.storedTrigger === row.trigger ? `epoch ${c.storedEpoch}` : `epoch ${c.storedEpoch} by the ${c.storedTrigger} trigger`;
+    return {
+      index,
+      reason: `step: step ${row.step} (sampleIndex ${row.sampleIndex}) is already stored under ${place}; steps must keep growing across epochs (send Hugging Face's global_step, not the step within the epoch)`,
+    };
+  });
+  if (rejected.length > 0) await recordRejected(db, pod.jobId, 'invalid', rejected);
+  if (stepConflicts.length > 0) await recordRejected(db, pod.jobId, STEP_NOT_GLOBAL, stepConflicts);
+  if (stored.replaced.count > 0) {
+    await insertJobEvent(db, { jobId: pod.jobId, kind: 'predictions_replaced', detail: { count: stored.replaced.count, minStep: stored.replaced.minStep, maxStep: stored.replaced.maxStep } });
   }
-  return { inserted, duplicates: valid.length - inserted, replaced: 0, altered: 0, rejected };
+  return {
+    inserted: stored.inserted,
+    duplicates: stored.duplicates,
+    replaced: stored.replaced.count,
+    altered: stored.altered,
+    rejected: [...rejected, ...stepConflicts].sort((a, b) => a.index - b.index),
+  };
+}
+
+
+async function recordRejected(db: AppDeps['database']['db'], jobId: string, reason: string, rows: RejectedRow[]) {
+  await insertJobEvent(db, { jobId, kind: 'predictions_rejected', detail: { reason, count: rows.length, examples: rows.slice(0, MAX_REASONS_RECORDED) } });
+}
+
+function reasonOf(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join('.') || 'row'}: ${i.message}`).join('; ');
 }
 
 export async function podWriteMetrics(deps: AppDeps, pod: PodScope, input: z.output<typeof writeMetricsInput>): Promise<WriteMetricsOutput> {

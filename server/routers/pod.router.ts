@@ -18,7 +18,7 @@ export const podRouter = router({
   writePredictions: podProcedure
     .input(writePredictionsInput)
     .output(writePredictionsOutput)
-    .mutation(({ ctx, input }) => podWritePredictions(ctx.deps, ctx.pod, input)),
+    .mutation(({ ctx, input }) => podWritePredictions(ctx.deps, ctx.pod, input, ctx.inputAltered)),
   writeMetrics: podProcedure.input(writeMetricsInput).output(writeMetricsOutput).mutation(({ ctx, input }) => podWriteMetrics(ctx.deps, ctx.pod, input)),
   log: podProcedure.input(podLogInput).mutation(({ ctx, input }) => podLog(ctx.deps, ctx.pod, input)),
   finish: podProcedure.input(finishInput).mutation(({ ctx, input }) => podFinish(ctx.deps, ctx.pod, input)),

@@ -94,7 +94,7 @@ describe('with a valid job token', () => {
     const first = dataOf<{ inserted: number }>((await post('pod.writePredictions', { predictions: rows(20) }, token)).body);
     const again = dataOf<{ inserted: number; duplicates: number }>((await post('pod.writePredictions', { predictions: rows(20) }, token)).body);
     expect(first.inserted).toBe(20);
-    expect(again).toEqual({ inserted: 0, duplicates: 20, rejected: [] });
+    expect(again).toEqual({ inserted: 0, duplicates: 20, replaced: 0, altered: 0, rejected: [] });
     expect(await storedFor(jobId)).toHaveLength(20);
   });
 
