@@ -113,7 +113,9 @@ describe('trainer/main.ts against the real server', () => {
 
     const { points } = await api.jobs.metrics.query({ jobId: job.jobId });
     const trainLoss = points.filter((p) => p.name === 'train/loss');
-    const perEpoch = [...meanBy(trainLoss, (p) => Math.max(1, Math.ceil(p.epoch)), (p) => p.value).values()];
+    // jobs.metrics names a non-finite value ('NaN'…); this run's losses are all numbers.
+    expect(trainLoss.filter((p) => typeof p.value !== 'number')).toEqual([]);
+    const perEpoch = [...meanBy(trainLoss, (p) => Math.max(1, Math.ceil(p.epoch)), (p) => Number(p.value)).values()];
     expect(perEpoch).toHaveLength(2);
     expect(perEpoch[1]).toBeLessThan(perEpoch[0] ?? 0);
     if (job.config.training.evalStrategy !== 'no') {
@@ -122,7 +124,7 @@ describe('trainer/main.ts against the real server', () => {
     }
     const logs = await api.jobs.logs.query({ jobId: job.jobId });
     expect(logs.lines.some((l) => l.message.startsWith('SUMMARY status=completed mode=cloud missing=none'))).toBe(true);
-    expect(run.output).toMatch(new RegExp(`SUMMARY status=completed mode=cloud missing=none generated=${expected.length} persisted=${expected.length} spooled=0 rejected=0`));
+    expect(run.output).toMatch(new RegExp(`SUMMARY status=completed mode=cloud missing=none generated=${expected.length} persisted=${expected.length} spooled=0 rejected=0 replaced=0 altered=0 metricsRefused=0 `));
   });
 
   it('survives the server going away for ten seconds mid-run: every prediction is stored exactly once', async () => {
@@ -179,12 +181,12 @@ describe('trainer/main.ts against the real server', () => {
     const syncEnv = { JOB_TOKEN: job.token, API_URL: server.url };
     const first = await runTrainer(syncEnv, ['sync', '--spool', spoolFile]);
     expect(first.code, first.output).toBe(0);
-    expect(first.output).toContain(`SYNC SUMMARY rows=${expected.length} stored=${expected.length} (new=${expected.length} already-stored=0) rejected=0 not-sent=0`);
+    expect(first.output).toContain(`SYNC SUMMARY rows=${expected.length} stored=${expected.length} (new=${expected.length} already-stored=0 replaced=0) altered=0 rejected=0 not-sent=0`);
     expect(await storedKeys(job.jobId)).toEqual(expected);
 
     const second = await runTrainer(syncEnv, ['sync', '--spool', spoolFile, '--finish']);
     expect(second.code, second.output).toBe(0);
-    expect(second.output).toContain(`(new=0 already-stored=${expected.length})`);
+    expect(second.output).toContain(`(new=0 already-stored=${expected.length} replaced=0)`);
     expect(await storedKeys(job.jobId)).toEqual(expected);
     const detail = await server.client(job.user.token).jobs.get.query({ jobId: job.jobId });
     expect(detail.status).toBe('completed');

@@ -28,10 +28,10 @@ import { Heartbeat } from './pod/heartbeat';
 import { configWarnings, fetchJobPlan, JobSourceError, loadJobPlanFromFiles, type JobPlan } from './pod/job-source';
 import { watchForStop } from './pod/lifecycle';
 import { createPodLogger, processConsole, type ShippingLogger } from './pod/logger';
-import { BatchShipper } from './pod/shipper';
+import { MetricsReporter } from './pod/metrics';
 import { Spool, spoolFileFor } from './pod/spool';
 import { syncSpoolFile } from './pod/sync';
-import { PredictionWriter } from './pod/writer';
+import { alteredNote, PredictionWriter } from './pod/writer';
 
 const JOB_ENDED_EXIT_CODE = 3;
 
@@ -112,9 +112,9 @@ async function runSync(cli: Cli, env: TrainerEnv): Promise<number> {
   const connection = new PodConnection(createPodApi({ apiUrl: env.apiUrl, token: env.jobToken }));
   const log = createPodLogger({ connection, verbose: cli.verbose });
   const result = await syncSpoolFile({ file: path.resolve(cli.spool), connection, log, finish: cli.finish });
-  const stored = result.inserted + result.duplicates;
+  const stored = result.inserted + result.duplicates + result.replaced;
   log.info(
-    `SYNC SUMMARY rows=${result.rows} stored=${stored} (new=${result.inserted} already-stored=${result.duplicates}) rejected=${result.rejected} not-sent=${result.unsent}${cli.finish ? ` finished=${result.finished}` : ''}`,
+    `SYNC SUMMARY rows=${result.rows} stored=${stored} (new=${result.inserted} already-stored=${result.duplicates} replaced=${result.replaced}) altered=${result.altered} rejected=${result.rejected} not-sent=${result.unsent}${cli.finish ? ` finished=${result.finished}` : ''}`,
   );
   if (!result.ok) log.error(`${result.rejected + result.unsent} row(s) of ${cli.spool} are not stored; see the lines above.`);
   await log.shipper.close(5_000);
@@ -179,19 +179,10 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
   });
   if (connection.api) heartbeat.start();
 
-  const metrics = new BatchShipper<{ step: number; epoch: number; name: string; value: number }>({
-    connection,
-    what: 'metrics',
-    send: (api, rows) => api.pod.writeMetrics.mutate({ metrics: rows }),
-    maxItems: 1000,
-    maxBuffer: 50_000,
-    intervalMs: 2_000,
-    report: (message, level) => log[level](message),
-  });
+  const metrics = new MetricsReporter({ connection, log });
   metrics.start();
-  const metric = (at: TrainerState, name: string, value: number) => {
-    if (Number.isFinite(value)) metrics.push({ step: at.globalStep, epoch: at.epoch, name, value });
-  };
+  // Non-finite values are sent too (as 'NaN', 'Infinity', '-Infinity'): a diverging loss is news.
+  const metric = (at: TrainerState, name: string, value: number) => metrics.record({ step: at.globalStep, epoch: at.epoch }, name, value);
 
   let failure: Error | null = null;
   let completed = false;
@@ -283,7 +274,7 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
   const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
   const outcome = failure ? 'failed' : 'completed';
   log.info(
-    `SUMMARY status=${outcome} mode=${env.mode} missing=${missingNote(env)} generated=${counters.generated} persisted=${counters.persisted} spooled=${counters.spooled} rejected=${counters.rejected} triggerFires=${triggerFires} step=${state?.globalStep ?? 0}/${state?.totalSteps ?? '?'} seconds=${seconds}${writer && writer.recovered > 0 ? ` recoveredFromSpool=${writer.recovered}` : ''}`,
+    `SUMMARY status=${outcome} mode=${env.mode} missing=${missingNote(env)} generated=${counters.generated} persisted=${counters.persisted} spooled=${counters.spooled} rejected=${counters.rejected} replaced=${writer?.stored.replaced ?? 0} altered=${writer?.altered ?? 0} metricsRefused=${metrics.answered.rejected} triggerFires=${triggerFires} step=${state?.globalStep ?? 0}/${state?.totalSteps ?? '?'} seconds=${seconds}${writer && writer.recovered > 0 ? ` recoveredFromSpool=${writer.recovered}` : ''}`,
   );
   if (env.mode === 'local') log.error(`${localModeBanner(env)}: set ${env.missing.join(', ')} so the next run reaches the server.`);
   if (counters.spooled > 0 && writer && connection.tokenRefusedReason === 'job_ended') {
@@ -292,6 +283,8 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
     log.error(`${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}, not on the server. Upload them with:\n  ${syncCommand(writer.spoolFile, env, !failure)}`);
   }
   if (counters.rejected > 0) log.error(`${counters.rejected} prediction(s) were rejected by the server; the reasons are logged above.`);
+  if (writer && writer.altered > 0) log.warn(alteredNote(writer.altered));
+  if (metrics.answered.rejected > 0) log.warn(`${metrics.answered.rejected} metric point(s) were refused by the server; the reasons are logged above.`);
   if (connection.tokenRefused) log.error(`The server refused the job token: ${connection.tokenRefused}`);
   if (connection.api && !heartbeatOk && connection.usable) log.warn('The final heartbeat did not reach the server; the job page shows the last one that did.');
   await log.shipper.close(5_000);

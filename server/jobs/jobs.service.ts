@@ -6,6 +6,7 @@ import type { AppDeps } from '../deps';
 import { checkJobConfig, jobConfig, totalSteps, type ConfigProblem, type JobConfig } from '../contract/job-config';
 import type { DeployJobInput, JobDetail, JobSummary, PodEnvOutput } from '../contract/jobs.schemas';
 import { metricValueToWire } from '../contract/pod.schemas';
+import { toStorableText } from '../contract/text';
 import { signJobToken } from '../auth/tokens';
 import { getDatasetSummary } from '../../db/queries/datasets';
 import {
@@ -138,7 +139,7 @@ export async function deployJob(
     }
   } catch (error) {
     // The job exists and says why it never started; the deploy itself is not an error.
-    const message = error instanceof Error ? error.message : String(error);
+    const message = toStorableText(error instanceof Error ? error.message : String(error));
     await setJobStatus(db, { jobId: created.id, userId, from: ['pending', 'starting'], to: 'failed', error: `Launcher ${launcher.name} failed: ${message}` });
     await insertJobEvent(db, { jobId: created.id, kind: 'launcher_error', detail: { launcher: launcher.name, message } });
   }
@@ -189,7 +190,7 @@ export async function cancelJob(deps: AppDeps, userId: string, jobId: string): P
   await deps.live.jobChanged(jobId, userId);
   const launcher = deps.launchers[ended.launcher as keyof typeof deps.launchers];
   await launcher?.cancel({ jobId, ref: ended.launcherRef }).catch(async (error: unknown) => {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = toStorableText(error instanceof Error ? error.message : String(error));
     await insertJobEvent(db, { jobId, kind: 'launcher_error', detail: { launcher: ended.launcher, message, during: 'cancel' } });
   });
   const job = await getJob(db, { userId, jobId });
@@ -239,10 +240,15 @@ function encodeCursor(createdAt: Date, id: string): string {
   return Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
 }
 
+// Exactly what encodeCursor writes: a four-digit year from 1 on (JavaScript dates reach years
+// PostgreSQL's timestamps cannot hold, 0 or -271821, which failed the query with a 500) and a UUID.
+const CURSOR_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const CURSOR_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [iso, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const [iso, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
   const createdAt = new Date(iso ?? '');
-  if (!id || Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/i.test(id)) {
+  if (!id || rest.length > 0 || !CURSOR_ISO.test(iso ?? '') || !(createdAt.getUTCFullYear() >= 1) || !CURSOR_ID.test(id)) {
     throw new AppError('BAD_REQUEST', 'cursor is not one this server issued', { field: 'cursor' });
   }
   return { createdAt, id };
@@ -254,15 +260,16 @@ export function launcherEvents(getDeps: () => AppDeps): LauncherEvents {
     async exited(jobId, userId, outcome) {
       const deps = getDeps();
       const db = deps.database.db;
-      const error = outcome.ok ? 'The trainer exited without reporting the end of training' : (outcome.error ?? 'The trainer failed');
+      // A child's stderr is bytes from outside: it may hold NUL, and slicing may halve an emoji.
+      const error = toStorableText(outcome.ok ? 'The trainer exited without reporting the end of training' : (outcome.error ?? 'The trainer failed'));
       const ended = await setJobStatus(db, { jobId, userId, from: LIVE_STATUSES, to: 'failed', error });
       if (ended) {
-        await insertJobEvent(db, { jobId, kind: 'pod_exited', detail: { ok: outcome.ok, error: error.slice(-2000) } });
+        await insertJobEvent(db, { jobId, kind: 'pod_exited', detail: { ok: outcome.ok, error: toStorableText(error.slice(-2000)) } });
         await deps.live.jobChanged(jobId, userId);
       }
     },
     async log(jobId, level, message) {
-      await insertLogLines(getDeps().database.db, { jobId, lines: [{ level, message }] });
+      await insertLogLines(getDeps().database.db, { jobId, lines: [{ level, message: toStorableText(message) }] });
     },
   };
 }

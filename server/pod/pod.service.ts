@@ -10,7 +10,7 @@ import type { heartbeatInput, finishInput, podLogInput, writeMetricsInput } from
 import { getDatasetRows } from '../../db/queries/datasets';
 import { endJob, getJob, insertJobEvent, insertJobEventThrottled, insertLogLines, insertMetrics, recordHeartbeat } from '../../db/queries/jobs';
 import { insertPredictions, type StorablePredictionRow } from '../../db/queries/predictions';
-import type { AlteredPath } from '../contract/text';
+import { toStorableText, type AlteredPath } from '../contract/text';
 import type { DatasetRow, PodReport } from '../../db/schema';
 import type { PodScope } from './pod-auth';
 
@@ -167,6 +167,6 @@ export async function podFinish(deps: AppDeps, pod: PodScope, input: z.output<ty
   });
   if (!ended) throw new AppError('UNAUTHORIZED', 'The job has already ended');
   await deps.live.jobChanged(pod.jobId, pod.userId);
-  await insertJobEvent(db, { jobId: pod.jobId, kind: 'pod_finished', detail: { status: input.status, ...(input.error ? { error: input.error.slice(0, 2000) } : {}) } });
+  await insertJobEvent(db, { jobId: pod.jobId, kind: 'pod_finished', detail: { status: input.status, ...(input.error ? { error: toStorableText(input.error.slice(0, 2000)) } : {}) } });
   return { ok: true as const, status: input.status };
 }

@@ -7,17 +7,21 @@ import { PREDICTION_BATCH_MAX } from '../../server/contract/pod.schemas';
 import { classifyPodError } from './api';
 import type { PodConnection, PodLogger } from './connection';
 import { readSpoolFile } from './spool';
-import { DEFAULT_MAX_BATCH_BYTES, sendPredictionBatch, takeBatch } from './writer';
+import { alteredNote, DEFAULT_MAX_BATCH_BYTES, sendPredictionBatch, takeBatch } from './writer';
 
 export interface SyncResult {
   rows: number;
   inserted: number;
   duplicates: number;
+  /** Rows stored over a row of the same key with other content (a resumed run). */
+  replaced: number;
+  /** Stored rows in which characters PostgreSQL cannot store were replaced by U+FFFD. */
+  altered: number;
   rejected: number;
   /** Rows not sent: unreadable lines, or the server unreachable / refusing the token. */
   unsent: number;
   finished: boolean;
-  /** True when every row is stored (inserted or already there). */
+  /** True when every row is stored (inserted, already there, or replacing an older one). */
   ok: boolean;
 }
 
@@ -33,7 +37,7 @@ export async function syncSpoolFile(args: {
   const { file, connection, log } = args;
   if (!existsSync(file)) throw new Error(`The spool file ${file} does not exist`);
   const { rows, badLines } = readSpoolFile(file);
-  const result: SyncResult = { rows: rows.length + badLines.length, inserted: 0, duplicates: 0, rejected: 0, unsent: badLines.length, finished: false, ok: false };
+  const result: SyncResult = { rows: rows.length + badLines.length, inserted: 0, duplicates: 0, replaced: 0, altered: 0, rejected: 0, unsent: badLines.length, finished: false, ok: false };
   if (badLines.length > 0) log.error(`${badLines.length} line(s) of ${file} are not JSON (line ${badLines.slice(0, 10).join(', ')}) and cannot be sent.`);
   log.info(`Uploading ${rows.length} prediction(s) from ${file}`);
   let done = 0;
@@ -50,6 +54,8 @@ export async function syncSpoolFile(args: {
     if (outcome.ok) {
       result.inserted += outcome.answer.inserted;
       result.duplicates += outcome.answer.duplicates;
+      result.replaced += outcome.answer.replaced;
+      result.altered += outcome.answer.altered;
       result.rejected += outcome.answer.rejected.length;
       for (const r of outcome.answer.rejected.slice(0, 5)) log.error(`Row ${done + r.index + 1} of the spool was rejected: ${r.reason}`);
     } else if (outcome.failure.action === 'rejected') {
@@ -67,6 +73,7 @@ export async function syncSpoolFile(args: {
     done += batch.length;
   }
   result.ok = result.rejected === 0 && result.unsent === 0;
+  if (result.altered > 0) log.warn(alteredNote(result.altered));
   if (args.finish && result.ok && connection.api) {
     try {
       await connection.api.pod.finish.mutate({ status: 'completed' });

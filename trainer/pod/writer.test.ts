@@ -9,6 +9,7 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { PredictionRowInput } from '../../server/contract/pod.schemas';
+import { hasUnstorableText, toStorableText } from '../../server/contract/text';
 import { createPodApi } from './api';
 import { PodConnection, type PodLogger } from './connection';
 import { Spool } from './spool';
@@ -22,8 +23,14 @@ interface Received {
   rows: number;
 }
 
+/** What the server compares to tell a duplicate from a replacement (the text as stored). */
+function storedContent(row: PredictionRowInput): string {
+  return JSON.stringify([row.epoch, row.trigger, toStorableText(row.prompt), toStorableText(row.groundTruth), toStorableText(row.prediction)]);
+}
+
 class FakePodServer {
-  readonly stored = new Set<string>();
+  /** Stored rows by (step, sampleIndex), as their content, like the real server's key. */
+  readonly stored = new Map<string, string>();
   readonly received: Received[] = [];
   /** Behaviours for the next requests, in order; then `fallback`. */
   script: Behaviour[] = [];
@@ -84,21 +91,22 @@ class FakePodServer {
       case 'error401ended':
         return error(401, 'UNAUTHORIZED', 'The job has ended (cancelled); its token no longer accepts writes', 'job_ended');
       case 'ok': {
-        let inserted = 0;
-        let duplicates = 0;
-        const rejected: { index: number; reason: string }[] = [];
+        // As the real server answers: same key and content is a duplicate, other content replaces.
+        const answer = { inserted: 0, duplicates: 0, replaced: 0, altered: 0, rejected: [] as { index: number; reason: string }[] };
         rows.forEach((row, index) => {
           const reason = this.rejectWhere(row);
-          if (reason) return rejected.push({ index, reason });
+          if (reason) return answer.rejected.push({ index, reason });
           const key = `${row.step}:${row.sampleIndex}`;
-          if (this.stored.has(key)) duplicates++;
-          else {
-            this.stored.add(key);
-            inserted++;
-          }
+          const content = storedContent(row);
+          const before = this.stored.get(key);
+          if (before === content) return answer.duplicates++;
+          if (before === undefined) answer.inserted++;
+          else answer.replaced++;
+          this.stored.set(key, content);
+          if ([row.prompt, row.groundTruth, row.prediction].some(hasUnstorableText)) answer.altered++;
         });
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify([{ result: { data: { inserted, duplicates, rejected } } }]));
+        res.end(JSON.stringify([{ result: { data: answer } }]));
       }
     }
   }
@@ -187,6 +195,22 @@ describe('PredictionWriter', () => {
     expect(lines.join('\n')).toMatch(/rejected 2 of 10 prediction\(s\): step 1 sample 3: prediction: Too big/);
   });
 
+  it('counts rows that replaced older content (a resumed run) as persisted, and says how many rows were altered', async () => {
+    const { writer, lines } = makeWriter();
+    writer.enqueue(rows(10));
+    await vi.waitFor(() => expect(writer.counters.persisted).toBe(10));
+    // Resumed from a checkpoint: the same steps again, half with new text, one with a NUL.
+    const resumed = rows(10).map((row, i) => (i % 2 === 0 ? { ...row, prediction: `resumed ${i}${i === 4 ? '\u0000' : ''}` } : row));
+    writer.enqueue(resumed);
+    const counters = await writer.close(5_000);
+    expect(counters).toEqual({ generated: 20, persisted: 20, spooled: 0, rejected: 0 });
+    expect(writer.stored).toEqual({ inserted: 10, duplicates: 5, replaced: 5 });
+    expect(writer.altered).toBe(1);
+    expectBalanced(writer);
+    expect(lines.join('\n')).toMatch(/5 prediction\(s\) replaced rows the server held/);
+    expect(lines.join('\n')).toMatch(/warn 1 prediction\(s\) had characters PostgreSQL cannot store \(NUL, half an emoji\) replaced by U\+FFFD/);
+  });
+
   it('on 401 stops sending, spools, and says so', async () => {
     server.script = ['error401'];
     const { writer, lines, connection, spool } = makeWriter();
@@ -259,12 +283,12 @@ describe('PredictionWriter', () => {
   it('replays a spool left by an earlier run: rows the server already has count as persisted, once', async () => {
     const spool = new Spool(path.join(dir, 'job.jsonl'));
     spool.append(rows(10));
-    for (const row of rows(5)) server.stored.add(`${row.step}:${row.sampleIndex}`); // half arrived before the crash
+    for (const row of rows(5)) server.stored.set(`${row.step}:${row.sampleIndex}`, storedContent(row)); // half arrived before the crash
     const { writer } = makeWriter();
     expect(writer.recovered).toBe(10);
     const counters = await writer.close(5_000);
     expect(counters).toEqual({ generated: 10, persisted: 10, spooled: 0, rejected: 0 });
-    expect(writer.stored).toEqual({ inserted: 5, duplicates: 5 });
+    expect(writer.stored).toEqual({ inserted: 5, duplicates: 5, replaced: 0 });
     expect(server.stored.size).toBe(10);
   });
 

@@ -8,13 +8,17 @@
 // Counters, for every moment of the run:
 //   generated = persisted + rejected + spooled + pending
 // - generated: rows handed to the writer in this run, plus rows found in the spool at start.
-// - persisted: rows the server confirmed are stored: `inserted` + `duplicates` of its answers. A
-//   duplicate is a row the server already had, i.e. one of ours from an earlier attempt whose
-//   answer was lost (or an earlier run of this job): it is stored, exactly once.
+// - persisted: rows the server confirmed are stored: `inserted` + `duplicates` + `replaced` of its
+//   answers. A duplicate is a row the server already had, i.e. one of ours from an earlier attempt
+//   whose answer was lost (or an earlier run of this job): it is stored, exactly once. A replaced
+//   row had the key of a stored row with other content (a run resumed from a checkpoint): ours is
+//   the one stored now.
 // - rejected: rows the server refused for good (per-row `rejected`, or every row of a batch
 //   answered with a 4xx other than 401); the reasons are logged, the rows are not resent.
 // - spooled: rows in the spool file right now, waiting for the server (falls as it drains).
 // - pending: rows queued in memory or in flight; zero once close() returns.
+// `altered` (not a term of the sum) counts stored rows in which the server replaced characters
+// PostgreSQL cannot store (U+0000, half an emoji) by U+FFFD: stored, marked, and said so.
 import { PREDICTION_BATCH_MAX, type PredictionRowInput, type WritePredictionsOutput } from '../../server/contract/pod.schemas';
 import { backoffDelay, classifyPodError, sleep, type PodCallFailure } from './api';
 import type { PodConnection, PodLogger } from './connection';
@@ -84,6 +88,11 @@ export async function sendPredictionBatch(args: {
   return { ok: false, failure: failure ?? { action: 'retry', httpStatus: undefined, message: 'not sent', retryAfterMs: null, reason: null } };
 }
 
+/** What a count of altered rows means, in words a user can act on. */
+export function alteredNote(count: number): string {
+  return `${count} prediction(s) had characters PostgreSQL cannot store (NUL, half an emoji) replaced by U+FFFD; they are stored and marked altered.`;
+}
+
 /** As many rows from the front as fit the row and byte bounds (always at least one). */
 export function takeBatch<T>(rows: readonly T[], maxRows: number, maxBytes: number): T[] {
   let bytes = 2;
@@ -101,8 +110,10 @@ export class PredictionWriter {
   readonly counters: WriterCounters = { generated: 0, persisted: 0, spooled: 0, rejected: 0 };
   /** Rows spooled over the run (a total, unlike the `spooled` gauge). */
   spooledTotal = 0;
-  /** `persisted`, split as the server answered: newly stored, or already there. */
-  readonly stored = { inserted: 0, duplicates: 0 };
+  /** `persisted`, split as the server answered: newly stored, already there, or stored over an older row. */
+  readonly stored = { inserted: 0, duplicates: 0, replaced: 0 };
+  /** Stored rows in which the server replaced characters PostgreSQL cannot store by U+FFFD. */
+  altered = 0;
   /** Rows found in the spool when the writer started (included in `generated`). */
   readonly recovered: number;
 
@@ -288,10 +299,22 @@ export class PredictionWriter {
   }
 
   private account(rows: readonly unknown[], answer: WritePredictionsOutput): void {
-    this.counters.persisted += answer.inserted + answer.duplicates;
+    this.counters.persisted += answer.inserted + answer.duplicates + answer.replaced;
     this.stored.inserted += answer.inserted;
     this.stored.duplicates += answer.duplicates;
+    this.stored.replaced += answer.replaced;
     this.counters.rejected += answer.rejected.length;
+    if (answer.altered > 0) {
+      // Said loudly once; every later batch still adds to the total the summary reports.
+      const first = this.altered === 0;
+      this.altered += answer.altered;
+      this.options.log[first ? 'warn' : 'debug'](`${alteredNote(answer.altered)}${first ? ' The run summary gives the total.' : ''}`);
+    }
+    if (answer.replaced > 0) {
+      this.options.log.info(
+        `${answer.replaced} prediction(s) replaced rows the server held at the same (step, sampleIndex) with other content (a run resumed from a checkpoint?).`,
+      );
+    }
     if (answer.rejected.length > 0) {
       const reasons = answer.rejected
         .slice(0, MAX_REASONS_LOGGED)
@@ -302,7 +325,7 @@ export class PredictionWriter {
         .join('; ');
       this.options.log.error(`The server rejected ${answer.rejected.length} of ${rows.length} prediction(s): ${reasons}`);
     }
-    const accounted = answer.inserted + answer.duplicates + answer.rejected.length;
+    const accounted = answer.inserted + answer.duplicates + answer.replaced + answer.rejected.length;
     if (accounted !== rows.length) {
       this.options.log.warn(`The server accounted for ${accounted} of ${rows.length} prediction(s) in one batch; the counters follow its answer.`);
     }

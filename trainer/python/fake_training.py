@@ -10,15 +10,21 @@ Used by the unittest suite (``run_fake_training``) and, as a script, by the vite
 test against the real server (env ``JOB_ID``, ``JOB_TOKEN``, ``API_URL``)::
 
     python3 fake_training.py --epochs 3 --steps-per-epoch 4 --eval-strategy steps --eval-steps 3
+
+``--scenario FILE`` (JSON, written by trainer/clients.test.ts) replaces the echo and the
+constant loss with what a real model and Trainer produce: ``outputs`` (the completion of the
+sample at each index) and ``logs`` (``{step: logs}`` for ``on_log``, where a value may be
+``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, since the file itself is JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from types import SimpleNamespace
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,6 +49,7 @@ def run_fake_training(
     eval_datasets: int = 1,
     world_process_zero: bool = True,
     end_training: bool = True,
+    logs_at: Callable[[int], Mapping[str, Any]] = lambda step: {"loss": 1.0},
 ) -> SimpleNamespace:
     """Drive ``callback`` through a whole run and return the final state."""
     args = SimpleNamespace(eval_strategy=eval_strategy, eval_steps=eval_steps, num_train_epochs=epochs)
@@ -70,7 +77,7 @@ def run_fake_training(
             state.global_step += 1
             state.epoch = epoch + (step + 1) / steps_per_epoch
             callback.on_step_end(args, state, control, **kwargs)
-            callback.on_log(args, state, control, logs={"loss": 1.0}, **kwargs)
+            callback.on_log(args, state, control, logs={**logs_at(state.global_step), "epoch": state.epoch}, **kwargs)
             if eval_strategy == "steps" and eval_steps and state.global_step % eval_steps == 0:
                 evaluate()
             if control.should_training_stop:
@@ -99,7 +106,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--spool", default=None)
     parser.add_argument("--heartbeat-interval", type=float, default=0.5)
+    parser.add_argument("--scenario", default=None, help="JSON with the model's outputs and Trainer's logs per step")
     options = parser.parse_args(argv)
+    generate = fake_generate
+    logs_at: Callable[[int], Mapping[str, Any]] = lambda step: {"loss": 1.0}
+    if options.scenario:
+        with open(options.scenario, encoding="utf-8") as handle:
+            scenario = json.load(handle)
+        outputs: List[str] = scenario["outputs"]
+        generate = lambda prompts: [outputs[i % len(outputs)] for i in range(len(prompts))]  # noqa: E731
+        logs = {int(step): {name: float(v) if isinstance(v, str) else v for name, v in values.items()} for step, values in scenario["logs"].items()}
+        logs_at = lambda step: logs.get(step, {})  # noqa: E731
 
     callback = PredictionsCallback(
         make_samples(options.samples),
@@ -107,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         step_interval=options.step_interval,
         sample_count=options.sample_count,
         seed=options.seed,
-        generate_fn=fake_generate,
+        generate_fn=generate,
         spool_path=options.spool,
         heartbeat_interval=options.heartbeat_interval,
         probe_interval=1.0,
@@ -120,6 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         eval_strategy=options.eval_strategy,
         eval_steps=options.eval_steps,
         eval_datasets=options.eval_datasets,
+        logs_at=logs_at,
     )
     return 0
 

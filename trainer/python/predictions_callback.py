@@ -29,7 +29,9 @@ import json
 import math
 import os
 import queue
+import numbers
 import random
+import re
 import signal
 import sys
 import threading
@@ -52,6 +54,9 @@ LOG_LINE_MAX = 4_000
 LOG_BATCH_MAX = 500
 LOG_BUFFER_MAX = 2_000  # log lines kept while the server is unreachable; older ones are dropped
 COMPLETION_KEYS = ("completion", "response", "output")
+# JSON has no NaN: a non-finite metric value travels as its name (NON_FINITE_VALUES in the contract).
+NON_FINITE_VALUES = ("NaN", "Infinity", "-Infinity")
+METRICS_BUFFER_MAX = 50_000  # metric points kept while the server is unreachable; older ones are dropped
 
 Row = Dict[str, Any]
 
@@ -68,7 +73,8 @@ def epoch_number(state_epoch: Optional[float]) -> int:
 
 
 def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    # surrogatepass: half an emoji counts as the one unit it is in JavaScript, instead of raising.
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def clip_field(text: str, limit: int = FIELD_LIMIT) -> Tuple[str, bool]:
@@ -95,6 +101,48 @@ def default_spool_path(job_id: Optional[str]) -> str:
 
 def missing_env(environ: Mapping[str, str]) -> List[str]:
     return [name for name in ENV_VARS if not environ.get(name)]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON text for the wire and the spool, encodable as UTF-8 whatever the model wrote.
+
+    ``allow_nan=False``: Python would otherwise write the token ``NaN``, which no JSON parser
+    accepts (metric values are mapped to their names first, see ``metric_value``). A lone
+    surrogate (half an emoji) cannot be encoded as UTF-8, so it is written as its ``\\udXXX``
+    escape, as JavaScript's JSON.stringify does; the server stores it as U+FFFD, marked altered.
+    """
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return _SURROGATE.sub(lambda match: "\\u%04x" % ord(match.group()), text)
+
+
+def metric_value(value: float) -> Any:
+    """A metric value as the wire carries it: the number, or the name of a non-finite one."""
+    if math.isnan(value):
+        return NON_FINITE_VALUES[0]
+    if math.isinf(value):
+        return NON_FINITE_VALUES[1] if value > 0 else NON_FINITE_VALUES[2]
+    return value
+
+
+def metric_rows(logs: Mapping[str, Any], *, step: int, epoch: float) -> List[Row]:
+    """The numbers of a Trainer ``on_log`` dict as metric points (``epoch`` is the x-axis, not a metric)."""
+    rows = []
+    for name, value in logs.items():
+        if name == "epoch" or isinstance(value, bool) or not isinstance(value, numbers.Real):
+            continue
+        number = value if isinstance(value, int) else float(value)
+        rows.append({"step": step, "epoch": epoch, "name": str(name), "value": metric_value(number)})
+    return rows
+
+
+def altered_note(count: int) -> str:
+    return (
+        f"{count} prediction(s) had characters PostgreSQL cannot store (NUL, half an emoji) replaced by U+FFFD; "
+        "they are stored and marked altered"
+    )
 
 
 # --- HTTP client -------------------------------------------------------------------------------
@@ -145,7 +193,13 @@ class PodClient:
         self._jitter = random.Random()
 
     def mutate(self, procedure: str, payload: Any, *, attempts: Optional[int] = None) -> Any:
-        body = gzip.compress(json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+        try:
+            text = to_json(payload)
+        except ValueError as error:
+            # A NaN somewhere the contract has no name for it: no server could take this request,
+            # so it is refused here, once, like a 400, instead of being retried for ever.
+            raise PodRejected(400, f"not sent, not valid JSON: {error}") from None
+        body = gzip.compress(text.encode("utf-8"))
         request = lambda: urllib.request.Request(  # noqa: E731 - a fresh Request per attempt
             f"{self.base}/trpc/{procedure}",
             data=body,
@@ -155,7 +209,7 @@ class PodClient:
         return self._call(request, attempts)
 
     def query(self, procedure: str, payload: Any = None, *, attempts: Optional[int] = None) -> Any:
-        suffix = "" if payload is None else "?input=" + urllib.parse.quote(json.dumps(payload))
+        suffix = "" if payload is None else "?input=" + urllib.parse.quote(to_json(payload))
         request = lambda: urllib.request.Request(  # noqa: E731
             f"{self.base}/trpc/{procedure}{suffix}", method="GET", headers=self._headers()
         )
@@ -211,14 +265,17 @@ class UploadResult:
     def __init__(self) -> None:
         self.inserted = 0
         self.duplicates = 0
+        self.replaced = 0
+        self.altered = 0
         self.rejected: List[Tuple[Row, str]] = []
         self.unsent: List[Row] = []
         self.unreachable: Optional[str] = None
 
     @property
     def persisted(self) -> int:
-        # A duplicate is a row the server already holds (an earlier attempt or an earlier sync).
-        return self.inserted + self.duplicates
+        # A duplicate is a row the server already holds (an earlier attempt or an earlier sync); a
+        # replaced row had the key of a stored row with other content (a resumed run): ours is stored.
+        return self.inserted + self.duplicates + self.replaced
 
 
 def batches(rows: Sequence[Row], max_rows: int = BATCH_MAX_ROWS, max_bytes: int = BATCH_MAX_BYTES) -> Iterable[List[Row]]:
@@ -226,7 +283,7 @@ def batches(rows: Sequence[Row], max_rows: int = BATCH_MAX_ROWS, max_bytes: int 
     batch: List[Row] = []
     size = 0
     for row in rows:
-        row_size = len(json.dumps(row, ensure_ascii=False).encode("utf-8")) + 1
+        row_size = len(to_json(row).encode("utf-8")) + 1
         if batch and (len(batch) >= max_rows or size + row_size > max_bytes):
             yield batch
             batch, size = [], 0
@@ -259,6 +316,8 @@ def upload_rows(client: PodClient, rows: Sequence[Row], *, attempts: Optional[in
         result.rejected.extend((batch[i], reason) for i, reason in sorted(refused.items()) if 0 <= i < len(batch))
         result.inserted += int(output.get("inserted", 0))
         result.duplicates += int(output.get("duplicates", 0))
+        result.replaced += int(output.get("replaced", 0))
+        result.altered += int(output.get("altered", 0))
     return result
 
 
@@ -279,7 +338,7 @@ class Spool:
             os.makedirs(directory, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(to_json(row) + "\n")
             handle.flush()
             os.fsync(handle.fileno())  # the point of a spool is surviving a killed pod
 
@@ -308,7 +367,7 @@ class Spool:
         temporary = self.path + ".tmp"
         with open(temporary, "w", encoding="utf-8") as handle:
             for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.write(to_json(row) + "\n")
         os.replace(temporary, self.path)
 
     def count(self) -> int:
@@ -319,7 +378,12 @@ class Spool:
 
 
 class Counters:
-    """generated = persisted + spooled (still waiting) + rejected + rows in flight."""
+    """generated = persisted + spooled (still waiting) + rejected + rows in flight.
+
+    ``duplicates`` and ``replaced`` are parts of ``persisted``; ``altered`` counts stored rows in
+    which the server replaced characters PostgreSQL cannot store by U+FFFD; ``metrics_refused``
+    counts metric points the server refused (logged with the reason, not resent).
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -328,6 +392,9 @@ class Counters:
         self.spooled = 0
         self.rejected = 0
         self.duplicates = 0
+        self.replaced = 0
+        self.altered = 0
+        self.metrics_refused = 0
         self.trigger_fires = 0
 
     def snapshot(self) -> Dict[str, int]:
@@ -367,6 +434,9 @@ class PredictionWriter:
         self._queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
         self._logs: List[Dict[str, str]] = []
         self._logs_lock = threading.Lock()
+        self._metrics: List[Row] = []
+        self._metrics_dropped = 0
+        self._metrics_lock = threading.Lock()
         self._online = True
         self._next_probe = 0.0
         self._next_heartbeat = 0.0
@@ -395,6 +465,17 @@ class PredictionWriter:
         with self._logs_lock:
             self._logs.append({"level": level, "message": message[:LOG_LINE_MAX]})
             del self._logs[:-LOG_BUFFER_MAX]
+
+    def metrics(self, rows: List[Row]) -> None:
+        """Queue metric points for ``pod.writeMetrics``; the oldest give way when the buffer is full."""
+        if self.client is None or not rows:
+            return
+        with self._metrics_lock:
+            self._metrics.extend(rows)
+            overflow = len(self._metrics) - METRICS_BUFFER_MAX
+            if overflow > 0:
+                del self._metrics[:overflow]
+                self._metrics_dropped += overflow
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Deliver (or spool) everything submitted so far and try the spool once; True when done."""
@@ -431,6 +512,7 @@ class PredictionWriter:
                     self._deliver(self._coalesce(item))
                 elif kind in ("flush", "stop"):
                     self._drain_spool(force=True)
+                    self._send_metrics()
                     if kind == "stop":
                         self._heartbeat("finishing")
                     self._send_logs()
@@ -461,6 +543,7 @@ class PredictionWriter:
             self._next_heartbeat = now + self.heartbeat_interval
             self._heartbeat("running" if self._heartbeats else "starting")
             self._drain_spool(force=False)
+        self._send_metrics()
         self._send_logs()
 
     def _deliver(self, rows: List[Row]) -> None:
@@ -503,9 +586,21 @@ class PredictionWriter:
         with self.counters.lock:
             self.counters.persisted += result.persisted
             self.counters.duplicates += result.duplicates
+            self.counters.replaced += result.replaced
+            first_altered = self.counters.altered == 0
+            self.counters.altered += result.altered
             self.counters.rejected += len(result.rejected)
             if from_spool:
                 self.counters.spooled = len(result.unsent) + max(0, self.counters.spooled - spooled_before)
+        if result.altered and first_altered:
+            # Said loudly once; the summary gives the total over the run.
+            self._emit("warn", altered_note(result.altered) + " (the summary gives the total)")
+        if result.replaced:
+            self._emit(
+                "info",
+                f"{result.replaced} prediction(s) replaced rows the server held at the same (step, sampleIndex) "
+                "with other content (a run resumed from a checkpoint?)",
+            )
         for row, reason in result.rejected[:5]:
             self._emit("error", f"server rejected prediction step={row.get('step')} sampleIndex={row.get('sampleIndex')}: {reason}")
         if len(result.rejected) > 5:
@@ -546,6 +641,39 @@ class PredictionWriter:
             # The server answers again: try the spool at once instead of waiting for a probe.
             self._set_online(True)
             self._drain_spool(force=True)
+
+    def _send_metrics(self) -> None:
+        """Ship buffered metric points; a point the server refuses is reported once and let go."""
+        if self.client is None or not self._online:
+            return
+        with self._metrics_lock:
+            dropped, self._metrics_dropped = self._metrics_dropped, 0
+        if dropped:
+            self._emit("warn", f"{dropped} metric point(s) were dropped while the server could not take them")
+        while True:
+            with self._metrics_lock:
+                points = self._metrics[:BATCH_MAX_ROWS]
+            if not points:
+                return
+            refused: List[Tuple[Row, str]] = []
+            try:
+                answer = self.client.mutate("pod.writeMetrics", {"metrics": points}, attempts=1) or {}
+                for item in answer.get("rejected", []):
+                    index = int(item.get("index", -1))
+                    refused.append((points[index] if 0 <= index < len(points) else {}, str(item.get("reason", ""))))
+            except PodUnreachable:
+                return  # kept for the next round
+            except PodRejected as error:
+                refused = [(point, error.message) for point in points]
+            with self._metrics_lock:
+                del self._metrics[: len(points)]
+            if refused:
+                with self.counters.lock:
+                    self.counters.metrics_refused += len(refused)
+                # JSON-quoted, as the TypeScript pod writes it: the name may hold the control character that got it refused.
+                reasons = "; ".join(f"{json.dumps(point.get('name'))} at step {point.get('step')}: {reason}" for point, reason in refused[:5])
+                more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
+                self._emit("error", f"server refused {len(refused)} of {len(points)} metric point(s), not resent: {reasons}{more}")
 
     def _send_logs(self) -> None:
         if self.client is None or not self._online:
@@ -715,6 +843,16 @@ class PredictionsCallback:
         if self.sample_frequency == "steps" and step > 0 and step % self.step_interval == 0:
             self._fire("steps", state, kwargs)
 
+    def on_log(self, args: Any, state: Any, control: Any, logs: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> None:
+        # Trainer logs train and eval numbers here (loss, eval_loss, eval_precision@5...); a NaN
+        # loss is sent as "NaN" rather than dropped: a diverging run is worth seeing.
+        if not logs or self._ended or not self._is_world_zero(state):
+            return
+        self._track(state)
+        self._start()
+        step = int(getattr(state, "global_step", 0) or 0)
+        self.writer.metrics(metric_rows(logs, step=step, epoch=float(getattr(state, "epoch", None) or 0.0)))
+
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.sample_frequency == "eval" and self._is_world_zero(state):
             self._track(state)
@@ -848,10 +986,16 @@ class PredictionsCallback:
         c = self.counters.snapshot()
         with self.counters.lock:
             fires = self.counters.trigger_fires
+            replaced, altered, metrics_refused = self.counters.replaced, self.counters.altered, self.counters.metrics_refused
         line = (
             f"predictions summary: mode={'local' if self.local_mode else 'cloud'} trigger={self.sample_frequency} "
-            f"fires={fires} generated={c['generated']} persisted={c['persisted']} spooled={c['spooled']} rejected={c['rejected']}"
+            f"fires={fires} generated={c['generated']} persisted={c['persisted']} spooled={c['spooled']} rejected={c['rejected']} "
+            f"replaced={replaced} altered={altered} metrics_refused={metrics_refused}"
         )
+        if altered:
+            line += f"; {altered_note(altered)}"
+        if metrics_refused:
+            line += f"; {metrics_refused} metric point(s) were refused by the server (reasons logged above)"
         if self.local_mode:
             line += f"; missing env: {', '.join(self.missing)}"
         if c["spooled"]:
@@ -935,16 +1079,18 @@ def sync(spool_path: str, environ: Mapping[str, str], *, batch_size: int = 500, 
         return 0
     client = PodClient(environ["API_URL"], environ["JOB_TOKEN"], attempts=attempts)
     result = upload_rows(client, rows, batch_size=batch_size)
-    # What the server holds (inserted or duplicate) leaves the spool; rejected rows are kept
+    # What the server holds (inserted, duplicate or replaced) leaves the spool; rejected rows are kept
     # aside with their reason so nothing disappears silently.
     spool.replace(result.unsent)
     if result.rejected:
         Spool(spool.path + ".rejected").append([{**row, "_reason": reason} for row, reason in result.rejected])
     print(
-        f"sync: {len(rows)} row(s) read, inserted={result.inserted} duplicates={result.duplicates} "
-        f"rejected={len(result.rejected)} unsent={len(result.unsent)}",
+        f"sync: {len(rows)} row(s) read, inserted={result.inserted} duplicates={result.duplicates} replaced={result.replaced} "
+        f"altered={result.altered} rejected={len(result.rejected)} unsent={len(result.unsent)}",
         file=out,
     )
+    if result.altered:
+        print(f"  {altered_note(result.altered)}", file=out)
     for row, reason in result.rejected[:5]:
         print(f"  rejected step={row.get('step')} sampleIndex={row.get('sampleIndex')}: {reason}", file=out)
     if result.rejected:

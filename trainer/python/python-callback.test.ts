@@ -2,41 +2,17 @@
 // its own unittest suite (against a fake pod server), and the fake Hugging Face training loop
 // writing to the REAL server over HTTP, asserting exactly which rows land in the database.
 // Skipped, with the reason, on machines without python3.
-import { execFile, spawnSync } from 'node:child_process';
 import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { trainingJobs, trainingPredictions } from '../../db/schema';
+import { FIELD_LIMITS, LOG_LINE_MAX, NON_FINITE_VALUES, POD_ENV_VARS, PREDICTION_BATCH_MAX } from '../../server/contract/pod.schemas';
+import { PREDICTION_TRIGGERS } from '../../server/contract/triggers';
 import { createManualJob, createUser } from '../../server/test-support/factories';
 import { useTestServer, type TestServer } from '../../server/test-support/server';
-
-const REPO = path.resolve(import.meta.dirname, '../..');
-const HERE = path.join(REPO, 'trainer/python');
-const PYTHON_MISSING = spawnSync('python3', ['--version']).error ? 'python3 is not installed on this machine' : null;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * Runs python3 without blocking the event loop: the server answering the child lives in this
- * very process, so a synchronous spawn would deadlock it.
- */
-function python(args: string[], env: Record<string, string | undefined>, cwd = REPO): Promise<Run> {
-  // Start from this process's environment without any pod variable, then add the run's own.
-  const base = { ...process.env };
-  for (const name of ['JOB_ID', 'JOB_TOKEN', 'API_URL']) delete base[name];
-  return new Promise((resolve) => {
-    execFile('python3', args, { cwd, env: { ...base, PYTHONDONTWRITEBYTECODE: '1', ...env }, timeout: 120_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+import { PYTHON_DIR as HERE, PYTHON_MISSING, python, REPO } from './python-runner';
 
 type Key = [epoch: number, step: number, sampleIndex: number, trigger: string];
 const sortKeys = (keys: Key[]) => [...keys].sort((a, b) => a[1] - b[1] || a[2] - b[2]);
@@ -91,6 +67,17 @@ describe('the Python callback', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toMatch(/^OK$/m);
   }, 180_000);
+
+  it('mirrors the wire contract: the same limits, triggers, variables and non-finite value names', async (ctx) => {
+    ctx.skip(PYTHON_MISSING !== null, PYTHON_MISSING ?? '');
+    const script = [
+      'import json, predictions_callback as pc',
+      'print(json.dumps([[pc.FIELD_LIMIT] * 3, pc.BATCH_MAX_ROWS, pc.LOG_LINE_MAX, list(pc.TRIGGERS), list(pc.ENV_VARS), list(pc.NON_FINITE_VALUES)]))',
+    ].join('\n');
+    const run = await python(['-c', script], {}, HERE);
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual([[FIELD_LIMITS.prompt, FIELD_LIMITS.groundTruth, FIELD_LIMITS.prediction], PREDICTION_BATCH_MAX, LOG_LINE_MAX, [...PREDICTION_TRIGGERS], [...POD_ENV_VARS], [...NON_FINITE_VALUES]]);
+  });
 
   // 3 epochs of 4 steps (fractional state.epoch in between), 3 samples per fire.
   const triggers: { name: string; args: string[]; rows: Key[] }[] = [
@@ -168,12 +155,12 @@ describe('the Python callback', () => {
     const env = { JOB_TOKEN: token, API_URL: server.url };
     const sync = await python([path.join(HERE, 'predictions_callback.py'), 'sync', '--spool', spool], env);
     expect(sync.code, sync.stdout + sync.stderr).toBe(0);
-    expect(sync.stdout).toContain('inserted=9 duplicates=0 rejected=0 unsent=0');
+    expect(sync.stdout).toContain('inserted=9 duplicates=0 replaced=0 altered=0 rejected=0 unsent=0');
     expect(await storedKeys(jobId)).toEqual(expected([[1, 4], [2, 8], [3, 12]], 'epoch'));
 
     const resync = await python([path.join(HERE, 'predictions_callback.py'), 'sync', '--spool', again, '--batch-size', '4'], env);
     expect(resync.code, resync.stdout + resync.stderr).toBe(0);
-    expect(resync.stdout).toContain('inserted=0 duplicates=9 rejected=0 unsent=0');
+    expect(resync.stdout).toContain('inserted=0 duplicates=9 replaced=0 altered=0 rejected=0 unsent=0');
     expect(await storedKeys(jobId)).toHaveLength(9);
   }, 120_000);
 });

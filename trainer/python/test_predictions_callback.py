@@ -34,12 +34,16 @@ class FakePodServer:
 
     ``script[procedure]`` is a list of HTTP statuses answered (with an error envelope) before
     normal service resumes; ``down`` drops every connection without an answer; ``reject_sample``
-    makes writePredictions refuse rows with that sampleIndex (per-row ``rejected``).
+    makes writePredictions refuse rows with that sampleIndex (per-row ``rejected``). Like the
+    real server it parses strict JSON (a bare ``NaN`` token is a 400), answers a key stored with
+    other content as ``replaced``, stores NUL and lone surrogates as U+FFFD counted ``altered``,
+    and refuses metric rows one by one (a name with a control character).
     """
 
     def __init__(self) -> None:
         self.requests: List[Dict[str, Any]] = []
         self.stored: Dict[tuple, Dict[str, Any]] = {}
+        self.metrics: Dict[tuple, Any] = {}
         self.script: Dict[str, List[int]] = {}
         self.down = False
         self.reject_sample: Optional[int] = None
@@ -83,7 +87,10 @@ class FakePodServer:
         body = raw
         if raw is not None and handler.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(raw)
-        payload = json.loads(body) if body else None
+        try:
+            payload = json.loads(body, parse_constant=_refuse_constant) if body else None
+        except ValueError as error:
+            return self._answer(handler, 400, {"error": {"message": f"invalid JSON: {error}", "code": -32700, "data": {"code": "PARSE_ERROR", "httpStatus": 400}}})
         with self.lock:
             self.requests.append({"procedure": procedure, "headers": dict(handler.headers), "raw": raw, "payload": payload})
             scripted = self.script.get(procedure)
@@ -101,19 +108,34 @@ class FakePodServer:
 
     def _service(self, procedure: str, payload: Any) -> Any:
         if procedure == "pod.writePredictions":
-            inserted, duplicates, rejected = 0, 0, []
+            answer: Dict[str, Any] = {"inserted": 0, "duplicates": 0, "replaced": 0, "altered": 0, "rejected": []}
             with self.lock:
                 for index, row in enumerate(payload["predictions"]):
                     if row["sampleIndex"] == self.reject_sample:
-                        rejected.append({"index": index, "reason": "prompt: too long"})
+                        answer["rejected"].append({"index": index, "reason": "prompt: too long"})
                         continue
+                    stored = {k: _storable(v) if isinstance(v, str) else v for k, v in row.items()}
                     key = (row["step"], row["sampleIndex"])
-                    if key in self.stored:
-                        duplicates += 1
-                    else:
-                        self.stored[key] = row
-                        inserted += 1
-            return {"inserted": inserted, "duplicates": duplicates, "rejected": rejected}
+                    before = self.stored.get(key)
+                    if before == stored:
+                        answer["duplicates"] += 1
+                        continue
+                    answer["inserted" if before is None else "replaced"] += 1
+                    answer["altered"] += stored != row
+                    self.stored[key] = stored
+            return answer
+        if procedure == "pod.writeMetrics":
+            answer = {"inserted": 0, "duplicates": 0, "replaced": 0, "rejected": []}
+            with self.lock:
+                for index, point in enumerate(payload["metrics"]):
+                    if any(ord(c) < 32 for c in point["name"]):
+                        answer["rejected"].append({"index": index, "reason": "name: name must hold printable characters only (no control characters)"})
+                        continue
+                    key = (point["name"], point["step"])
+                    before = self.metrics.get(key, _MISSING)
+                    answer["inserted" if before is _MISSING else "duplicates" if before == point["value"] else "replaced"] += 1
+                    self.metrics[key] = point["value"]
+            return answer
         if procedure == "pod.heartbeat":
             return {"ok": True, "cancelled": False}
         if procedure == "pod.log":
@@ -130,6 +152,18 @@ class FakePodServer:
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
+
+_MISSING = object()
+
+
+def _refuse_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
+def _storable(text: str) -> str:
+    """As the server stores text: U+0000 and lone surrogates become U+FFFD."""
+    return "".join("\ufffd" if c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:
@@ -366,6 +400,80 @@ class WireTest(Base):
         self.assertIn("sync --spool", self.output.getvalue())
 
 
+HOSTILE = ("NUL \x00 inside", "half an emoji \ud83d", "a whole emoji \U0001F600")
+
+
+def hostile_generate(prompts: List[str]) -> List[str]:
+    """Model output as early fine-tuning writes it: a NUL, half an emoji, and a harmless emoji."""
+    return [HOSTILE[i % len(HOSTILE)] for i in range(len(prompts))]
+
+
+class HostileInputTest(Base):
+    """What real trainers send: hostile text, NaN losses, odd metric names, resumed runs."""
+
+    def test_a_nul_and_half_an_emoji_are_stored_altered_and_nothing_stays_in_the_spool(self) -> None:
+        self.server.down = True  # first through the spool: a lone surrogate must survive a UTF-8 file
+        cb = self.callback(sample_frequency="steps", step_interval=1, sample_count=3, generate_fn=hostile_generate, retry_attempts=1)
+        run_fake_training(cb, epochs=1, steps_per_epoch=2, end_training=False)
+        self.assertTrue(cb.flush(timeout=10))
+        self.assertEqual(len(self.spool_rows()), 6)
+        self.server.down = False
+        self.assertTrue(wait_until(lambda: cb.counters.snapshot()["persisted"] == 6), cb.counters.snapshot())
+        cb.close(completed=True)
+        self.assertEqual(cb.counters.snapshot(), {"generated": 6, "persisted": 6, "spooled": 0, "rejected": 0})
+        self.assertFalse(os.path.exists(self.spool_path))
+        self.assertEqual(cb.counters.altered, 4)
+        predictions = sorted(row["prediction"] for row in self.server.stored.values())
+        self.assertEqual(predictions, sorted(["NUL \ufffd inside", "half an emoji \ufffd", "a whole emoji \U0001F600"] * 2))
+        self.assertIn("altered=4", self.output.getvalue())
+        self.assertIn("4 prediction(s) had characters PostgreSQL cannot store (NUL, half an emoji) replaced by U+FFFD", self.output.getvalue())
+
+    def test_the_wire_is_strict_json_even_for_half_an_emoji(self) -> None:
+        cb = self.callback(sample_frequency="epoch", sample_count=3, generate_fn=hostile_generate)
+        run_fake_training(cb, epochs=1, steps_per_epoch=1)
+        raw = gzip.decompress(self.server.calls("pod.writePredictions")[0]["raw"])
+        self.assertIn(b"\\ud83d", raw)  # escaped, as JSON.stringify writes it
+        self.assertEqual(len(self.server.stored), 3)
+
+    def test_nan_and_infinite_metrics_travel_as_their_names_and_odd_names_are_kept(self) -> None:
+        cb = self.callback(sample_frequency="epoch")
+        state = run_fake_training(cb, epochs=1, steps_per_epoch=1, end_training=False)
+        cb.on_log(None, state, None, logs={"loss": float("nan"), "grad_norm": float("inf"), "eval_precision@5": 0.25, "epoch": 1.0, "note": "text"})
+        self.assertTrue(cb.flush(timeout=10))
+        self.assertEqual(self.server.metrics[("loss", 1)], "NaN")
+        self.assertEqual(self.server.metrics[("grad_norm", 1)], "Infinity")
+        self.assertEqual(self.server.metrics[("eval_precision@5", 1)], 0.25)
+        self.assertNotIn(("epoch", 1), self.server.metrics)
+        self.assertNotIn(("note", 1), self.server.metrics)
+        for call in self.server.calls("pod.writeMetrics"):
+            json.loads(gzip.decompress(call["raw"]), parse_constant=_refuse_constant)  # strict JSON, no NaN token
+
+    def test_a_refused_metric_point_is_reported_with_its_reason_and_not_resent(self) -> None:
+        cb = self.callback(sample_frequency="epoch")
+        state = run_fake_training(cb, epochs=1, steps_per_epoch=1, end_training=False)
+        cb.on_log(None, state, None, logs={"bad\x07name": 1.0, "eval_loss": 0.5})
+        self.assertTrue(cb.flush(timeout=10))
+        self.assertTrue(cb.flush(timeout=10))
+        sent = [p["name"] for c in self.server.calls("pod.writeMetrics") for p in c["payload"]["metrics"]]
+        self.assertEqual(sent.count("bad\x07name"), 1)
+        self.assertEqual(self.server.metrics[("eval_loss", 1)], 0.5)
+        self.assertIn("printable characters only", self.output.getvalue())
+        cb.close(completed=True)
+        self.assertIn("metrics_refused=1", self.output.getvalue())
+        self.assertEqual([c["payload"] for c in self.server.calls("pod.finish")], [{"status": "completed"}])
+
+    def test_a_resumed_run_replacing_stored_rows_counts_them_as_persisted(self) -> None:
+        for step in (1, 2):
+            for index in range(2):
+                self.server.stored[(step, index)] = {"step": step, "sampleIndex": index, "prediction": "from the first run"}
+        cb = self.callback(sample_frequency="steps", step_interval=1)
+        run_fake_training(cb, epochs=1, steps_per_epoch=3)
+        self.assertEqual(cb.counters.snapshot(), {"generated": 6, "persisted": 6, "spooled": 0, "rejected": 0})
+        self.assertEqual(cb.counters.replaced, 4)
+        self.assertIn("replaced=4", self.output.getvalue())
+        self.assertIn("replaced rows the server held", self.output.getvalue())
+
+
 class LocalModeTest(Base):
     def test_missing_variables_are_named_and_predictions_spooled(self) -> None:
         env = self.environ(JOB_TOKEN=None, API_URL=None)
@@ -405,7 +513,7 @@ class SyncTest(Base):
             for i in range(3)
         ]
         pc.Spool(self.spool_path).append(rows)
-        self.server.stored[(5, 0)] = rows[0]  # already uploaded: comes back as a duplicate
+        self.server.stored[(5, 0)] = dict(rows[0])  # already uploaded: comes back as a duplicate
 
     def test_sync_uploads_a_spool_in_batches(self) -> None:
         self.write_spool()
@@ -415,7 +523,7 @@ class SyncTest(Base):
             env=env, capture_output=True, text=True, timeout=60,
         )
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
-        self.assertIn("inserted=5 duplicates=1 rejected=0 unsent=0", done.stdout)
+        self.assertIn("inserted=5 duplicates=1 replaced=0 altered=0 rejected=0 unsent=0", done.stdout)
         self.assertEqual(len(self.server.calls("pod.writePredictions")), 2)
         self.assertEqual(len(self.server.stored), 6)
         self.assertFalse(os.path.exists(self.spool_path))
