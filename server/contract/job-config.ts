@@ -9,28 +9,41 @@ export const EVAL_STRATEGIES = ['no', 'epoch', 'steps'] as const;
 export const SAMPLE_FREQUENCIES = ['eval', 'epoch', 'steps'] as const;
 export type SampleFrequency = (typeof SAMPLE_FREQUENCIES)[number];
 
+/** A whole-number setting whose refusals name the setting and its bounds. */
+function wholeNumber(field: string, min: number, max: number) {
+  return z
+    .number({ error: `${field} must be a number` })
+    .int(`${field} must be a whole number`)
+    .min(min, `${field} must be at least ${min}`)
+    .max(max, `${field} must be at most ${max}`);
+}
+
 export const trainingConfig = z.object({
-  epochs: z.number().int().min(1).max(1000).default(3),
-  batchSize: z.number().int().min(1).max(4096).default(8),
-  learningRate: z.number().positive().max(10).default(0.5),
+  epochs: wholeNumber('epochs', 1, 1000).default(3),
+  batchSize: wholeNumber('batchSize', 1, 4096).default(8),
+  learningRate: z
+    .number({ error: 'learningRate must be a number' })
+    .positive('learningRate must be more than 0')
+    .max(10, 'learningRate must be at most 10')
+    .default(0.5),
   /** Hugging Face `eval_strategy`: "no" means evaluation never runs. */
   evalStrategy: z.enum(EVAL_STRATEGIES).default('epoch'),
   /** With evalStrategy "steps": evaluate every this many optimizer steps. */
-  evalSteps: z.number().int().min(1).max(10_000_000).optional(),
-  seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),
+  evalSteps: wholeNumber('evalSteps', 1, 10_000_000).optional(),
+  seed: wholeNumber('seed', 0, 2 ** 31 - 1).default(42),
 });
 
 export const predictionsConfig = z.object({
   enabled: z.boolean().default(true),
   /** When predictions are sampled: after each evaluation, at each epoch end, or every stepInterval steps. */
   sampleFrequency: z.enum(SAMPLE_FREQUENCIES).default('eval'),
-  sampleCount: z.number().int().min(1).max(100).default(5),
-  stepInterval: z.number().int().min(1).max(10_000_000).optional(),
-  maxNewTokens: z.number().int().min(1).max(512).default(24),
+  sampleCount: wholeNumber('sampleCount', 1, 100).default(5),
+  stepInterval: wholeNumber('stepInterval', 1, 10_000_000).optional(),
+  maxNewTokens: wholeNumber('maxNewTokens', 1, 512).default(24),
 });
 
 export const jobConfig = z.object({
-  datasetId: z.uuid(),
+  datasetId: z.uuid('datasetId must be a UUID'),
   launcher: z.enum(LAUNCHERS).default('local'),
   training: trainingConfig.default(() => trainingConfig.parse({})),
   predictions: predictionsConfig.default(() => predictionsConfig.parse({})),

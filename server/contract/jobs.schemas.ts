@@ -27,9 +27,15 @@ export const validateConfigOutput = z.object({
   totalSteps: z.number().int().nullable(),
 });
 
+export const JOBS_PAGE_MAX = 100;
 export const listJobsInput = z.object({
-  cursor: z.string().max(200).optional(),
-  limit: z.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200, 'cursor must be at most 200 characters').optional(),
+  limit: z
+    .number()
+    .int('limit must be a whole number')
+    .min(1, 'limit must be at least 1')
+    .max(JOBS_PAGE_MAX, `limit must be at most ${JOBS_PAGE_MAX}`)
+    .default(20),
 });
 
 const progress = z.object({ epoch: z.number().nullable(), step: z.number().nullable(), totalSteps: z.number().nullable() });
@@ -79,16 +85,28 @@ export type PodEnvOutput = z.infer<typeof podEnvOutput>;
 export const deployJobOutput = z.object({ job: jobSummary, pod: podEnvOutput.nullable() });
 export const listJobsOutput = z.object({ items: z.array(jobSummary), nextCursor: z.string().nullable() });
 
+export const JOB_LOGS_PAGE_MAX = 1000;
 export const jobLogsInput = z.object({
   jobId: z.uuid('jobId must be a UUID'),
-  afterId: z.number().int().min(0).default(0),
-  limit: z.number().int().min(1).max(1000).default(500),
+  // Log ids are bigint; a safe integer is the most JSON can carry exactly.
+  afterId: z
+    .number()
+    .int('afterId must be a whole number')
+    .min(0, 'afterId must be 0 or more')
+    .max(Number.MAX_SAFE_INTEGER, `afterId must be at most ${Number.MAX_SAFE_INTEGER}`)
+    .default(0),
+  limit: z
+    .number()
+    .int('limit must be a whole number')
+    .min(1, 'limit must be at least 1')
+    .max(JOB_LOGS_PAGE_MAX, `limit must be at most ${JOB_LOGS_PAGE_MAX}`)
+    .default(500),
 });
 export const jobLogsOutput = z.object({
   lines: z.array(z.object({ id: z.number(), level: z.string(), message: z.string(), createdAt: z.string() })),
   lastId: z.number(),
 });
 export const jobMetricsOutput = z.object({
-    /** `value` is a number, or 'NaN' / 'Infinity' / '-Infinity' for the values JSON cannot carry. */
+  /** `value` is a number, or 'NaN' / 'Infinity' / '-Infinity' for the values JSON cannot carry. */
   points: z.array(z.object({ step: z.number(), epoch: z.number(), name: z.string(), value: metricValueOutput })),
 });

@@ -1,6 +1,7 @@
 // Parses a JSON Lines dataset into prompt/completion rows, naming the first bad lines by number
 // so a user can fix the file instead of guessing.
 import { AppError } from '../errors';
+import { toStorableText } from '../contract/text';
 import { DATASET_FIELD_MAX, DATASET_MAX_ROWS, DATASET_MIN_ROWS } from '../contract/datasets.schemas';
 import type { DatasetRow } from '../../db/schema';
 
@@ -63,6 +64,9 @@ function parseLine(line: string, rows: DatasetRow[]): string | null {
   if (prompt.length > DATASET_FIELD_MAX || completion.length > DATASET_FIELD_MAX) {
     return `a field is longer than ${DATASET_FIELD_MAX} characters`;
   }
-  rows.push({ prompt, completion });
+  // A line may escape a NUL or half of an emoji (`"a\u0000b"`, `"\ud83d"`): JSON carries them,
+  // jsonb refuses them (failing the whole upload). They become U+FFFD, as in every other input;
+  // the tRPC middleware cannot do it here, as the escapes are still text inside the file.
+  rows.push({ prompt: toStorableText(prompt), completion: toStorableText(completion) });
   return null;
 }

@@ -7,6 +7,7 @@ import { signExportToken } from '../auth/tokens';
 import type { AppDeps } from '../deps';
 import { exactMatch, tokenF1 } from '../contract/scoring';
 import type { CompareOutput, PredictionItem } from '../contract/predictions.schemas';
+import { SAMPLE_INDEX_MAX, STEP_MAX } from '../contract/pod.schemas';
 import type { PredictionTrigger } from '../contract/triggers';
 import { assertJobVisible } from '../jobs/jobs.service';
 import { Waker } from '../live/live-hub';
@@ -30,8 +31,12 @@ function encodeCursor(row: { step: number; sampleIndex: number }): string {
 
 function decodeCursor(cursor: string): { step: number; sampleIndex: number } {
   const match = /^(\d{1,10}):(\d{1,10})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!match) throw new AppError('BAD_REQUEST', 'cursor is not one this server issued', { field: 'cursor' });
-  return { step: Number(match[1]), sampleIndex: Number(match[2]) };
+  const position = match ? { step: Number(match[1]), sampleIndex: Number(match[2]) } : null;
+  // Beyond the bounds a stored row can have, a cursor reached an int4 comparison and failed with a 500.
+  if (!position || position.step > STEP_MAX || position.sampleIndex > SAMPLE_INDEX_MAX) {
+    throw new AppError('BAD_REQUEST', 'cursor is not one this server issued', { field: 'cursor' });
+  }
+  return position;
 }
 
 export interface ListInput {
