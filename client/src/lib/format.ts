@@ -1,5 +1,7 @@
 // Words and numbers as the pages show them: statuses, triggers, ages and progress.
+import type { MetricValue, NonFiniteValue } from '../../../server/contract/pod.schemas';
 import type { JobStatusName } from '../../../server/contract/statuses';
+import { REPLACEMENT_CHARACTER } from '../../../server/contract/text';
 import type { PredictionTrigger } from '../../../server/contract/triggers';
 
 export const LIVE_STATUSES: ReadonlySet<JobStatusName> = new Set(['pending', 'starting', 'running']);
@@ -86,4 +88,22 @@ export function formatScore(value: number | null | undefined): string {
 
 export function plural(count: number, one: string, many = `${one}s`): string {
   return `${count.toLocaleString()} ${count === 1 ? one : many}`;
+}
+
+/** What the "altered" marker on a prediction means: the server stored it with these characters replaced. */
+export const ALTERED_EXPLANATION = `Characters that cannot be stored (a NUL or half of an emoji) were replaced by ${REPLACEMENT_CHARACTER}`;
+
+/** A metric value as the charts print it: learning rates like 5e-5 stay readable instead of "0.000". */
+export function formatMetricValue(value: MetricValue, digits = 3): string {
+  if (typeof value !== 'number') return value;
+  if (value !== 0 && Math.abs(value) < 10 ** -digits) return value.toExponential(1);
+  return value.toFixed(digits);
+}
+
+/** "2 NaN, 1 Infinity": how many points of each non-finite kind, the most frequent first. */
+export function nonFiniteBreakdown(counts: ReadonlyMap<NonFiniteValue, number>): string {
+  return [...counts.entries()]
+    .sort(([, a], [, b]) => b - a)
+    .map(([kind, count]) => `${count.toLocaleString()} ${kind}`)
+    .join(', ');
 }

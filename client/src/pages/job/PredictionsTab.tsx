@@ -9,7 +9,7 @@ import { tokenF1 } from '../../../../server/contract/scoring';
 import { PREDICTION_TRIGGERS, type PredictionTrigger } from '../../../../server/contract/triggers';
 import { ExpandableText } from '../../components/ExpandableText';
 import { Loading, QueryError } from '../../components/QueryError';
-import { formatScore, isLive, plural, TRIGGER_LABEL } from '../../lib/format';
+import { ALTERED_EXPLANATION, formatScore, isLive, plural, TRIGGER_LABEL } from '../../lib/format';
 import { useDebounced } from '../../lib/hooks';
 import { Link } from '../../lib/router';
 import { useTRPC } from '../../lib/trpc';
@@ -89,6 +89,7 @@ export function PredictionsTab({ job }: { job: JobDetail }) {
   const atLeast = firstPage?.totalCountIsLowerBound ?? false;
   const total = Math.max((firstPage?.totalCount ?? 0) + fresh.length, rows.length);
   const totalText = atLeast ? `${total.toLocaleString()}+ predictions` : plural(total, 'prediction');
+  const alteredShown = rows.reduce((count, row) => count + (row.altered ? 1 : 0), 0);
 
   return (
     <>
@@ -162,6 +163,13 @@ export function PredictionsTab({ job }: { job: JobDetail }) {
               {filtered ? ' matching the filters' : ''}
               {list.isFetching && !list.isFetchingNextPage ? ' · refreshing…' : ''}
             </p>
+            {alteredShown > 0 && (
+              <p className="altered-note muted" data-testid="altered-note">
+                {alteredShown === 1 ? 'One row shown is' : `${alteredShown.toLocaleString()} rows shown are`} marked{' '}
+                <span className="badge badge-altered">altered</span>: {ALTERED_EXPLANATION.charAt(0).toLowerCase()}
+                {ALTERED_EXPLANATION.slice(1)}.
+              </p>
+            )}
             <div className="table-wrap">
               <table className="table predictions-table" aria-label="Predictions">
                 <thead>
@@ -209,21 +217,44 @@ function PredictionRow({ row, fresh }: { row: Prediction; fresh: boolean }) {
         <div>
           {row.step}
           <div className="cell-sub">sample #{row.sampleIndex}</div>
+          {row.altered && <AlteredMarker />}
         </div>
       </td>
       <td data-label="Prompt" className="cell-text">
-        <ExpandableText text={row.prompt} />
+        <TextCell text={row.prompt} />
       </td>
       <td data-label="Ground truth" className="cell-text">
-        <ExpandableText text={row.groundTruth} />
+        <TextCell text={row.groundTruth} />
       </td>
       <td data-label="Prediction" className="cell-text cell-prediction">
-        <ExpandableText text={row.prediction} />
+        <TextCell text={row.prediction} />
       </td>
       <td data-label="F1" className="num cell-short">
         <span className={f1 >= 0.999 ? 'score score-exact' : f1 > 0 ? 'score' : 'score score-zero'}>{formatScore(f1)}</span>
       </td>
     </tr>
+  );
+}
+
+/**
+ * Model output in any script: dir="auto" lets an Arabic or Hebrew text run right to left on its
+ * own line while the cell (and its label on a phone) keeps the page's direction.
+ */
+function TextCell({ text }: { text: string }) {
+  return (
+    <div className="cell-text-body" dir="auto">
+      <ExpandableText text={text} />
+    </div>
+  );
+}
+
+/** The row was stored with characters replaced by U+FFFD; the title says which, and so does the screen reader. */
+function AlteredMarker() {
+  return (
+    <span className="badge badge-altered" title={ALTERED_EXPLANATION} data-testid="altered-marker">
+      altered
+      <span className="visually-hidden">: {ALTERED_EXPLANATION}</span>
+    </span>
   );
 }
 
