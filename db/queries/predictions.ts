@@ -242,20 +242,17 @@ export function predictionEpochs(db: Db, params: { jobId: string; userId: string
     .orderBy(predictionEpochStats.epoch);
 }
 
-/** For each chosen epoch and sample, the latest prediction made in that epoch. */
-export function latestPerEpochAndSample(db: Db, params: { jobId: string; userId: string; epochs: number[] }) {
+/**
+ * For each chosen epoch and each sample in the range, the latest prediction made in that epoch
+ * (its highest step), in (sampleIndex, epoch) order. The range is one compare page, taken from
+ * nextComparedSamples, so nothing here is cut: every step of those samples is read.
+ */
+export function latestPerEpochAndSample(db: Db, params: ComparedSampleRange) {
   return db
-    .selectDistinctOn([trainingPredictions.epoch, trainingPredictions.sampleIndex], listColumns)
+    .selectDistinctOn([trainingPredictions.sampleIndex, trainingPredictions.epoch], listColumns)
     .from(trainingPredictions)
-    .where(
-      and(
-        eq(trainingPredictions.jobId, params.jobId),
-        eq(trainingPredictions.userId, params.userId),
-        inArray(trainingPredictions.epoch, params.epochs),
-      ),
-    )
-    .orderBy(trainingPredictions.epoch, trainingPredictions.sampleIndex, desc(trainingPredictions.step))
-    .limit(100 * params.epochs.length);
+    .where(comparedRangeClause(params))
+    .orderBy(trainingPredictions.sampleIndex, trainingPredictions.epoch, desc(trainingPredictions.step));
 }
 
 /** Rows of a job stored after a given id, in id order: what a live subscriber has not seen yet. */
@@ -276,4 +273,61 @@ export async function latestPredictionId(db: Db, params: { jobId: string }): Pro
     .orderBy(desc(trainingPredictions.id))
     .limit(1);
   return row?.id ?? 0;
+}
+
+// ---- compare (issue 12): pages by sample, nothing cut ----
+
+export interface ComparedSamples {
+  jobId: string;
+  userId: string;
+  epochs: number[];
+}
+/** Samples fromSampleIndex..toSampleIndex (both included) of the chosen epochs. */
+export type ComparedSampleRange = ComparedSamples & { fromSampleIndex: number; toSampleIndex: number };
+
+function comparedRangeClause(params: ComparedSampleRange): SQL | undefined {
+  return and(
+    eq(trainingPredictions.jobId, params.jobId),
+    eq(trainingPredictions.userId, params.userId),
+    inArray(trainingPredictions.epoch, params.epochs),
+    sql`${trainingPredictions.sampleIndex} between ${params.fromSampleIndex} and ${params.toSampleIndex}`,
+  );
+}
+
+/**
+ * The first `limit` sample indexes above afterSampleIndex that any chosen epoch has a prediction
+ * for, ascending: one compare page's samples, keyset by sampleIndex. Each epoch is read on its
+ * own (a lateral join), so each stops after `limit` distinct samples instead of the whole job
+ * being collected and sorted.
+ */
+export async function nextComparedSamples(db: Db, params: ComparedSamples & { afterSampleIndex: number; limit: number }): Promise<number[]> {
+  if (params.epochs.length === 0) return [];
+  const epochs = sql.join(
+    params.epochs.map((epoch) => sql`${epoch}::int`),
+    sql`, `,
+  );
+  const result = await db.execute(sql`
+    select distinct page.sample_index from unnest(array[${epochs}]) as chosen(epoch)
+    cross join lateral (
+      select distinct ${trainingPredictions.sampleIndex} as sample_index from ${trainingPredictions}
+      where ${trainingPredictions.jobId} = ${params.jobId} and ${trainingPredictions.userId} = ${params.userId}
+        and ${trainingPredictions.epoch} = chosen.epoch and ${trainingPredictions.sampleIndex} > ${params.afterSampleIndex}
+      order by ${trainingPredictions.sampleIndex} limit ${params.limit}
+    ) as page
+    order by page.sample_index limit ${params.limit}`);
+  return rowsOf<{ sample_index: number }>(result).map((row) => Number(row.sample_index));
+}
+
+/** What scoring needs of the latest prediction per epoch and sample in a range (no prompt: it can be long). */
+export function latestScoringTexts(db: Db, params: ComparedSampleRange) {
+  return db
+    .selectDistinctOn([trainingPredictions.sampleIndex, trainingPredictions.epoch], {
+      epoch: trainingPredictions.epoch,
+      sampleIndex: trainingPredictions.sampleIndex,
+      groundTruth: trainingPredictions.groundTruth,
+      prediction: trainingPredictions.prediction,
+    })
+    .from(trainingPredictions)
+    .where(comparedRangeClause(params))
+    .orderBy(trainingPredictions.sampleIndex, trainingPredictions.epoch, desc(trainingPredictions.step));
 }

@@ -45,13 +45,43 @@ export const epochsOutput = z.array(
   z.object({ epoch: z.number().int(), count: z.number().int(), minStep: z.number().int(), maxStep: z.number().int(), lastWriteAt: z.string() }),
 );
 
+/** Most epochs one comparison lines up side by side. */
+export const COMPARE_EPOCHS_MAX = 10;
+/** Samples per compare page when the caller does not say (each with one prediction per chosen epoch). */
+export const COMPARE_PAGE_DEFAULT = 100;
+/** Most samples one compare page holds; more come page by page, never cut silently. */
+export const COMPARE_PAGE_MAX = 500;
+/** Compare cursors this server issues are far shorter; anything longer is not one of them. */
+export const COMPARE_CURSOR_MAX_LENGTH = 64;
+
 export const compareInput = z.object({
   jobId: z.uuid('jobId must be a UUID'),
-  epochs: z.array(epochNumber).min(1, 'choose at least one epoch').max(10, 'compare at most 10 epochs at once'),
+  epochs: z
+    .array(epochNumber)
+    .min(1, 'choose at least one epoch')
+    .max(COMPARE_EPOCHS_MAX, `compare at most ${COMPARE_EPOCHS_MAX} epochs at once`),
+  /** Where the previous page ended (its nextCursor); absent for the first page. */
+  cursor: z.string().max(COMPARE_CURSOR_MAX_LENGTH, `cursor must be at most ${COMPARE_CURSOR_MAX_LENGTH} characters`).nullish(),
+  /** Samples on this page. */
+  limit: z
+    .number()
+    .int('limit must be a whole number')
+    .min(1, 'limit must be at least 1')
+    .max(COMPARE_PAGE_MAX, `limit must be at most ${COMPARE_PAGE_MAX}`)
+    .default(COMPARE_PAGE_DEFAULT),
 });
-const scored = z.object({ prediction: z.string(), step: z.number().int(), f1: z.number(), exact: z.boolean() });
+export type CompareInput = z.input<typeof compareInput>;
+const scored = z.object({
+  prediction: z.string(),
+  step: z.number().int(),
+  f1: z.number(),
+  exact: z.boolean(),
+  /** True when a character PostgreSQL cannot store was replaced by U+FFFD (see predictionItem). */
+  altered: z.boolean(),
+});
 export const compareOutput = z.object({
   epochs: z.array(z.number().int()),
+  /** This page's samples in sampleIndex order: at most `limit` of them. */
   samples: z.array(
     z.object({
       sampleIndex: z.number().int(),
@@ -61,8 +91,16 @@ export const compareOutput = z.object({
       predictions: z.array(scored.nullable()),
     }),
   ),
-  /** Mean F1 per chosen epoch over the samples it has. */
+  /** How many distinct samples the chosen epochs have in all, on every page together. */
+  sampleCount: z.number().int(),
+  /** Per chosen epoch, in the same order: how many samples it has a prediction for, on every page together. */
+  epochSampleCounts: z.array(z.number().int()),
+  /** Mean F1 per chosen epoch over ALL the samples it has (not only this page's); null for an epoch with none. */
   meanF1: z.array(z.number().nullable()),
+  /** The most samples this page could hold (the limit asked for, or COMPARE_PAGE_DEFAULT). */
+  limit: z.number().int(),
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: z.string().nullable(),
 });
 export type CompareOutput = z.infer<typeof compareOutput>;
 

@@ -1,21 +1,28 @@
 // The same sampled rows across chosen epochs, side by side: each prediction diffed word by word
 // against the ground truth, scored (token F1, exact match), and marked improved / regressed /
 // unchanged between the first and last chosen epoch. Loaded lazily with the word diff.
-import { useQuery } from '@tanstack/react-query';
+// Samples come a page at a time; the page always says how many of how many it shows, and the
+// mean F1 covers every sample, loaded or not.
+import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
 import { Fragment, useMemo, useState } from 'react';
 import type { RouterOutputs } from '../../../api/client';
+import { COMPARE_EPOCHS_MAX, COMPARE_PAGE_DEFAULT } from '../../../../server/contract/predictions.schemas';
 import { ExpandableText } from '../../components/ExpandableText';
 import { Loading, QueryError } from '../../components/QueryError';
-import { formatScore, isLive, plural } from '../../lib/format';
+import { ALTERED_EXPLANATION, formatScore, isLive, plural } from '../../lib/format';
 import { useTRPC } from '../../lib/trpc';
 import { wordDiff } from '../../lib/word-diff';
 import type { JobDetail } from '../JobPage';
 
-type Comparison = RouterOutputs['predictions']['compare'];
-type Sample = Comparison['samples'][number];
+type ComparePage = RouterOutputs['predictions']['compare'];
+type Sample = ComparePage['samples'][number];
 type Outcome = 'improved' | 'regressed' | 'unchanged' | 'incomplete';
 
-const MAX_EPOCHS = 10;
+/** The pages loaded so far, joined: the totals and means are the server's, over every sample. */
+interface Comparison extends Omit<ComparePage, 'samples' | 'nextCursor' | 'limit'> {
+  samples: Sample[];
+}
+
 const EPSILON = 1e-9;
 
 const OUTCOME_LABEL: Record<Outcome, string> = {
@@ -51,11 +58,21 @@ export default function CompareTab({ job }: { job: JobDetail }) {
     return first === last ? [first] : [first, last];
   }, [chosen, available]);
 
-  const comparison = useQuery({
-    ...trpc.predictions.compare.queryOptions({ jobId: job.id, epochs: selected }),
+  const pages = useInfiniteQuery({
+    ...trpc.predictions.compare.infiniteQueryOptions(
+      { jobId: job.id, epochs: selected, limit: COMPARE_PAGE_DEFAULT },
+      { getNextPageParam: (page) => page.nextCursor ?? undefined },
+    ),
     enabled: selected.length > 0,
     refetchInterval: live ? 5_000 : false,
   });
+  const comparison = useMemo((): Comparison | undefined => {
+    const loaded = pages.data?.pages;
+    const first = loaded?.[0];
+    if (!loaded || !first) return undefined;
+    // Every page states the totals; the first page's are the ones the loaded samples began with.
+    return { epochs: first.epochs, sampleCount: first.sampleCount, epochSampleCounts: first.epochSampleCounts, meanF1: first.meanF1, samples: loaded.flatMap((page) => page.samples) };
+  }, [pages.data]);
 
   const toggle = (epoch: number) => {
     const next = selected.includes(epoch) ? selected.filter((e) => e !== epoch) : [...selected, epoch];
@@ -90,7 +107,7 @@ export default function CompareTab({ job }: { job: JobDetail }) {
                   <input
                     type="checkbox"
                     checked={checked}
-                    disabled={!checked && selected.length >= MAX_EPOCHS}
+                    disabled={!checked && selected.length >= COMPARE_EPOCHS_MAX}
                     onChange={() => toggle(e.epoch)}
                   />
                   Epoch {e.epoch}
@@ -104,16 +121,26 @@ export default function CompareTab({ job }: { job: JobDetail }) {
               ? available.length < 2
                 ? 'Only one epoch has predictions so far; a second one makes a comparison.'
                 : 'Choose at least two epochs to see what changed.'
-              : `The same ${comparison.data ? plural(comparison.data.samples.length, 'sample') : 'samples'} in each epoch; changes are measured from epoch ${selected[0]} to epoch ${selected.at(-1)}.`}
+              : `${comparison ? plural(comparison.sampleCount, 'sample') : 'The same samples'} across these epochs; changes are measured from epoch ${selected[0]} to epoch ${selected.at(-1)}.`}
           </p>
         </fieldset>
       </section>
-      {selected.length === 0 ? null : comparison.isPending ? (
+      {selected.length === 0 ? null : pages.isPending ? (
         <Loading label="Comparing…" />
-      ) : comparison.isError && !comparison.data ? (
-        <QueryError error={comparison.error} what="The comparison" onRetry={() => void comparison.refetch()} />
+      ) : !comparison ? (
+        <QueryError error={pages.error} what="The comparison" onRetry={() => void pages.refetch()} />
       ) : (
-        <ComparisonView comparison={comparison.data} show={show} onShow={setShow} />
+        <>
+          <ComparisonView comparison={comparison} show={show} onShow={setShow} />
+          <MoreSamples
+            shown={comparison.samples.length}
+            total={comparison.sampleCount}
+            hasMore={pages.hasNextPage}
+            loading={pages.isFetchingNextPage}
+            onMore={() => void pages.fetchNextPage()}
+          />
+          {pages.isFetchNextPageError && <QueryError error={pages.error} what="More samples" onRetry={() => void pages.fetchNextPage()} />}
+        </>
       )}
     </>
   );
@@ -126,6 +153,7 @@ function ComparisonView({ comparison, show, onShow }: { comparison: Comparison; 
   const visible = comparison.samples.filter((_, i) => show === 'all' || outcomes[i] === show);
   const multi = comparison.epochs.length > 1;
   const bestMean = Math.max(...comparison.meanF1.map((v) => v ?? 0));
+  const partial = comparison.samples.length < comparison.sampleCount;
 
   return (
     <>
@@ -133,12 +161,18 @@ function ComparisonView({ comparison, show, onShow }: { comparison: Comparison; 
         <h2 id="mean-f1-title" className="panel-title">
           Mean token F1 per epoch
         </h2>
+        <p className="hint">Over every sample each epoch has, loaded below or not.</p>
         <ul className="mean-f1" data-testid="mean-f1">
           {comparison.epochs.map((epoch, i) => {
             const mean = comparison.meanF1[i] ?? null;
             return (
               <li key={epoch} className={mean !== null && mean === bestMean && multi ? 'mean-best' : undefined}>
-                <span className="mean-epoch">Epoch {epoch}</span>
+                <span className="mean-epoch">
+                  Epoch {epoch}
+                  <span className="cell-sub" style={{ display: 'block' }} data-testid="epoch-sample-count">
+                    {plural(comparison.epochSampleCounts[i] ?? 0, 'sample')}
+                  </span>
+                </span>
                 <span className="mean-bar" aria-hidden="true">
                   <span style={{ width: `${Math.round((mean ?? 0) * 100)}%` }} />
                 </span>
@@ -164,11 +198,17 @@ function ComparisonView({ comparison, show, onShow }: { comparison: Comparison; 
               ))}
           </div>
         )}
+        {multi && partial && <p className="hint">These counts cover the samples loaded so far.</p>}
         <p className="diff-legend hint">
           Words the prediction shares with the truth are plain; <span className="diff-extra">extra words</span> are struck
           out; <span className="diff-missing">missing words</span> are shown where they belong.
         </p>
       </section>
+      <p className="table-caption muted" data-testid="compare-shown">
+        {partial
+          ? `Showing ${comparison.samples.length.toLocaleString()} of ${plural(comparison.sampleCount, 'sample')}, in sample order.`
+          : `Showing all ${plural(comparison.sampleCount, 'sample')}.`}
+      </p>
       {visible.length === 0 ? (
         <p className="muted empty-inline">No samples here.</p>
       ) : (
@@ -213,6 +253,11 @@ function SampleCard({ sample, epochs, outcome }: { sample: Sample; epochs: numbe
                   Epoch {epoch}
                   {scored && <span className="muted"> · step {scored.step}</span>}
                 </span>
+                {scored?.altered && (
+                  <span className="badge badge-altered" title={ALTERED_EXPLANATION} data-testid="altered-marker">
+                    altered
+                  </span>
+                )}
                 {scored && (
                   <span className="scores">
                     <span className="score" title="Token F1 against the ground truth" data-testid="f1">
@@ -228,6 +273,18 @@ function SampleCard({ sample, epochs, outcome }: { sample: Sample; epochs: numbe
         })}
       </div>
     </li>
+  );
+}
+
+/** The way to the samples not loaded yet: never fewer samples without saying so. */
+function MoreSamples({ shown, total, hasMore, loading, onMore }: { shown: number; total: number; hasMore: boolean; loading: boolean; onMore: () => void }) {
+  if (!hasMore) return null;
+  return (
+    <div className="load-more">
+      <button type="button" className="button-quiet" onClick={onMore} disabled={loading}>
+        {loading ? 'Loading…' : `Load more samples (${Math.max(total - shown, 0).toLocaleString()} left)`}
+      </button>
+    </div>
   );
 }
 
