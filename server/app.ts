@@ -6,7 +6,8 @@ import compression from 'compression';
 import helmet from 'helmet';
 import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import { sql } from 'drizzle-orm';
-import { AppError } from './errors';
+import { AppError, DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable, isDatabaseUnavailable } from './errors';
+import { describeError } from './log-safe';
 import type { AppDeps } from './deps';
 import { appRouter } from './routers/app.router';
 import { contextFactory } from './trpc/context';
@@ -18,8 +19,17 @@ export interface AppOptions {
   spaDir?: string;
 }
 
+// While the database is down every request fails alike: one log line per this many ms says so.
+const UNAVAILABLE_LOG_INTERVAL_MS = 10_000;
+
 export function createApp(deps: AppDeps, options: AppOptions = {}): express.Express {
   const app = express();
+  let unavailableLoggedAt = -Infinity;
+  const logUnavailable = (where: string, error: unknown) => {
+    if (Date.now() - unavailableLoggedAt < UNAVAILABLE_LOG_INTERVAL_MS) return;
+    unavailableLoggedAt = Date.now();
+    console.error(`[db] unreachable (${where}); answering 503 until it is back: ${describeError(error)}`);
+  };
   app.disable('x-powered-by');
   app.set('trust proxy', deps.config.trustProxy);
   app.use(
@@ -35,6 +45,7 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): express.Expr
       await deps.database.db.execute(sql`select 1`);
       res.json({ status: 'ok', db: deps.database.kind });
     } catch {
+      res.setHeader('retry-after', String(DATABASE_RETRY_AFTER_SECONDS));
       res.status(503).json({ status: 'unavailable', db: deps.database.kind });
     }
   });
@@ -53,9 +64,12 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): express.Expr
         return retry ? { headers: { 'retry-after': String(retry) } } : {};
       },
       onError({ error, path: procedure }) {
-        // Expected failures are answers, not incidents; only the unexpected is logged, with its stack.
+        // Expected failures are answers, not incidents; only the unexpected is logged, with its
+        // stack, and never with query parameters or row values (see log-safe.ts).
         if (error.code === 'INTERNAL_SERVER_ERROR') {
-          console.error(`[trpc] ${procedure ?? '(unknown)'} failed:`, error.cause ?? error);
+          console.error(`[trpc] ${procedure ?? '(unknown)'} failed: ${describeError(error.cause ?? error)}`);
+        } else if (error.code === 'SERVICE_UNAVAILABLE' && error.cause instanceof AppError) {
+          logUnavailable(procedure ?? 'trpc', error.cause.cause ?? error.cause);
         }
       },
     }),
@@ -77,14 +91,26 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): express.Expr
       await writeExport(deps, claims, format, res, () => res.destroyed);
       res.end();
     } catch (error) {
-      if (error instanceof AppError && error.code === 'NOT_FOUND' && !res.headersSent) {
-        res.removeHeader('content-disposition');
-        res.status(404).json({ error: { message: error.message } });
+      // Once bytes are out the status is sent: the only honest signal left is a cut download.
+      if (res.headersSent) {
+        if (isDatabaseUnavailable(error)) logUnavailable('export', error);
+        else console.error(`[export] failed mid-stream: ${describeError(error)}`);
+        res.destroy();
         return;
       }
-      console.error('[export] failed:', error);
-      if (!res.headersSent) res.status(500).json({ error: { message: 'Internal server error' } });
-      else res.destroy();
+      // The answer is JSON now, not the file the headers announced.
+      res.removeHeader('content-disposition');
+      res.removeHeader('content-type');
+      if (error instanceof AppError && error.code === 'NOT_FOUND') {
+        res.status(404).json({ error: { message: error.message } });
+      } else if (isDatabaseUnavailable(error)) {
+        logUnavailable('export', error);
+        res.setHeader('retry-after', String(DATABASE_RETRY_AFTER_SECONDS));
+        res.status(503).json({ error: { message: databaseUnavailable().message } });
+      } else {
+        console.error(`[export] failed: ${describeError(error)}`);
+        res.status(500).json({ error: { message: 'Internal server error' } });
+      }
     }
   });
 
@@ -137,7 +163,7 @@ const bodyErrors: ErrorRequestHandler = (err: unknown, req, res, next) => {
     : status < 500
       ? 'The request body could not be read (corrupt or truncated compression?)'
       : 'Internal server error';
-  if (status >= 500) console.error(`[http] ${req.method} ${req.path} failed:`, err);
+  if (status >= 500) console.error(`[http] ${req.method} ${req.path} failed: ${describeError(err)}`);
   res.status(status).json({
     error: { message, code: -32600, data: { code: known?.code ?? (status < 500 ? 'BAD_REQUEST' : 'INTERNAL_SERVER_ERROR'), httpStatus: status } },
   });

@@ -2,6 +2,8 @@
 import { ConfigError, loadConfig } from './env';
 import { ensureSpaBuilt, SPA_DIR } from './spa';
 import { startServer } from './server';
+import { DataDirLockedError } from './data-dir-lock';
+import { describeError } from './log-safe';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -17,7 +19,7 @@ async function main(): Promise<void> {
     server.close().then(
       () => process.exit(0),
       (error: unknown) => {
-        console.error('[server] shutdown failed:', error);
+        console.error(`[server] shutdown failed: ${describeError(error)}`);
         process.exit(1);
       },
     );
@@ -27,6 +29,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError ? error.message : error);
+  // Refusals the operator acts on are said in words alone; anything else with its frames, never its data.
+  const expected = error instanceof ConfigError || error instanceof DataDirLockedError;
+  console.error(expected ? `[server] ${error.message}` : `[server] failed to start: ${describeError(error)}`);
   process.exit(1);
 });

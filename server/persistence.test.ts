@@ -1,10 +1,14 @@
 // The data outlives the process: register, stop the server, start it again on the same
 // DATA_DIR (PGlite on disk) or DATABASE_URL, and sign in with the same password and secrets.
+// An embedded data directory is held by one server at a time, released when it closes
+// (data-dir-lock.test.ts proves the same across processes).
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createApiClient } from '../client/api/client';
+import { DataDirLockedError, lockFileFor } from './data-dir-lock';
 import { loadConfig } from './env';
 import { startServer } from './server';
 import { createTestDatabase, type TestDatabase } from './test-support/database';
@@ -49,5 +53,28 @@ describe('a restart', () => {
     }
     // Generated secrets are private to the owner of the data directory.
     expect((await stat(path.join(dataDir, 'secrets.json'))).mode & 0o077).toBe(0);
+  });
+
+  it('holds an embedded data directory for one server at a time, and lets it go on close', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'predictions-held-'));
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const env = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir };
+    const first = await startServer(loadConfig(env));
+    try {
+      const refused = await startServer(loadConfig(env)).then(
+        async (second) => {
+          await second.close();
+          return undefined;
+        },
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(DataDirLockedError);
+      expect((refused as Error).message).toContain(`pid ${process.pid}`);
+    } finally {
+      await first.close();
+    }
+    expect(existsSync(lockFileFor(path.join(dataDir, 'pglite')))).toBe(false);
+    const again = await startServer(loadConfig(env));
+    await again.close();
   });
 });

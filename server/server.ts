@@ -9,6 +9,7 @@ import type { AppConfig } from './env';
 import type { LauncherRegistry } from './launchers/types';
 import { resolveInstanceId, resolveSecrets } from './secrets';
 import { failOrphanedLocalJobs } from './jobs/jobs.service';
+import { acquireDataDirLock, type DataDirLock } from './data-dir-lock';
 
 export interface RunningServer {
   url: string;
@@ -23,7 +24,32 @@ export interface StartOptions extends AppOptions {
 }
 
 export async function startServer(config: AppConfig, options: StartOptions = {}): Promise<RunningServer> {
+  // An embedded database is this process's alone: the lock comes before anything reads or writes
+  // the directory, so a refused second start changes nothing there.
+  const lock = !options.database && config.database.kind === 'pglite' ? await acquireDataDirLock(config.database.dataDir) : null;
+  try {
+    return await startLocked(config, options, lock);
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
+}
+
+async function startLocked(config: AppConfig, options: StartOptions, lock: DataDirLock | null): Promise<RunningServer> {
+  if (lock?.tookOverFrom) {
+    console.warn(`[server] took over ${lock.file}: its process (pid ${lock.tookOverFrom.pid}) is gone`);
+  }
   const database = options.database ?? (await openDatabase(config.database));
+  try {
+    return await startOn(database, config, options, lock);
+  } catch (error) {
+    // The lock is released after this (startServer): the database must be closed by then.
+    if (!options.database) await database.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function startOn(database: Database, config: AppConfig, options: StartOptions, lock: DataDirLock | null): Promise<RunningServer> {
   const secrets = await resolveSecrets(config);
   // Listen first, so the public URL can be derived from the real port when it was 0. Until the
   // app is attached, requests (a load balancer's health check, an eager pod) get a quick 503
@@ -60,6 +86,7 @@ export async function startServer(config: AppConfig, options: StartOptions = {})
       await Promise.all(Object.values(deps.launchers).map((launcher) => launcher?.close?.()));
       await deps.live.close();
       if (!options.database) await database.close();
+      lock?.release();
     },
   };
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { existsSync } from 'node:fs';
 import type * as K8s from '@kubernetes/client-node';
 import type { KubeConfigSource, KubernetesSettings } from '../env';
+import { describeError } from '../log-safe';
 import type { Launcher, LauncherEvents, LaunchRequest } from './types';
 
 type K8sModule = typeof K8s;
@@ -97,7 +98,7 @@ export function createKubernetesLauncher(options: KubernetesLauncherOptions): La
     clearTimeout(timer);
     timer = setTimeout(() => {
       polling = poll()
-        .catch((error: unknown) => console.warn(`[kubernetes-launcher] checking Jobs in namespace ${namespace} failed: ${describe(error)}`))
+        .catch((error: unknown) => console.warn(`[kubernetes-launcher] checking Jobs in namespace ${namespace} failed: ${describeError(error)}`))
         .finally(() => {
           polling = undefined;
           schedule();
@@ -130,7 +131,7 @@ export function createKubernetesLauncher(options: KubernetesLauncherOptions): La
       // a Secret whose owner reference could not be set.
       const secretName = kubernetesNames(jobId).secret;
       await deleteIgnoringMissing(() => api().then(({ core }) => core.deleteNamespacedSecret({ namespace, name: secretName }))).catch((error: unknown) =>
-        console.warn(`[kubernetes-launcher] deleting the Secret ${secretName} failed: ${describe(error)}`),
+        console.warn(`[kubernetes-launcher] deleting the Secret ${secretName} failed: ${describeError(error)}`),
       );
     }
     for (const [jobId, entry] of tracked) {

@@ -6,6 +6,7 @@
 // is terminated so it stops costing money (RunPod restarts a container that exits).
 import { z } from 'zod';
 import type { RunpodSettings } from '../env';
+import { describeError } from '../log-safe';
 import type { Launcher, LauncherEvents, LaunchRequest } from './types';
 
 export interface RunpodLauncherOptions {
@@ -105,7 +106,7 @@ export function createRunpodLauncher(options: RunpodLauncherOptions): Launcher {
     clearTimeout(timer);
     timer = setTimeout(() => {
       polling = poll()
-        .catch((error: unknown) => console.warn(`[runpod-launcher] checking pods failed: ${describe(error)}`))
+        .catch((error: unknown) => console.warn(`[runpod-launcher] checking pods failed: ${describeError(error)}`))
         .finally(() => {
           polling = undefined;
           schedule();

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../../db/client';
+import { describeError } from '../log-safe';
 
 const PREDICTIONS_CHANNEL = 'predictions_stored';
 const JOBS_CHANNEL = 'jobs_changed';
@@ -37,7 +38,7 @@ export function createLiveHub(database: Database): LiveHub {
     } catch (error) {
       // The data is stored either way; subscribers also re-read on a timer, so a lost
       // notification delays an update rather than losing it.
-      console.error(`[live] notify on ${channel} failed: ${error instanceof Error ? error.message : String(error)}`);
+      console.error(`[live] notify on ${channel} failed: ${describeError(error)}`);
     }
   };
 

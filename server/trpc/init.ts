@@ -3,7 +3,7 @@
 // stack trace, SQL or internal message ever reaches a client.
 import { initTRPC, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
-import { AppError } from '../errors';
+import { AppError, databaseUnavailable, isDatabaseUnavailable } from '../errors';
 import { toStorableValue, type AlteredPath } from '../contract/text';
 import { authorizePod } from '../pod/pod-auth';
 import type { Context } from './context';
@@ -68,15 +68,25 @@ const APP_TO_TRPC: Record<AppError['code'], TRPCError['code']> = {
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
   PRECONDITION_FAILED: 'PRECONDITION_FAILED',
+  SERVICE_UNAVAILABLE: 'SERVICE_UNAVAILABLE',
 };
 
-/** Turns a domain AppError thrown anywhere below into the matching tRPC error. */
+/**
+ * Turns a domain AppError thrown anywhere below into the matching tRPC error, and an unreachable
+ * database into SERVICE_UNAVAILABLE (503 with Retry-After): pods and the web app retry a 503,
+ * and it is not a bug in this server, so it must not read as a 500.
+ */
 const appErrors = t.middleware(async ({ next }) => {
   const result = await next();
-  if (!result.ok && result.error.cause instanceof AppError) {
-    const cause = result.error.cause;
-    throw new TRPCError({ code: APP_TO_TRPC[cause.code], message: cause.message, cause });
-  }
+  if (result.ok) return result;
+  const { error } = result;
+  const cause =
+    error.cause instanceof AppError
+      ? error.cause
+      : error.code === 'INTERNAL_SERVER_ERROR' && isDatabaseUnavailable(error.cause ?? error)
+        ? databaseUnavailable(error.cause ?? error)
+        : undefined;
+  if (cause) throw new TRPCError({ code: APP_TO_TRPC[cause.code], message: cause.message, cause });
   return result;
 });
 
