@@ -31,6 +31,9 @@ export type DatabaseOptions =
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations', import.meta.url));
 
+const CONNECT_TIMEOUT_MS = 5_000;
+const LISTEN_RETRY_CAP_MS = 10_000;
+
 // Any constant works; it only has to be the same for every instance migrating one database.
 const MIGRATION_LOCK_KEY = 727_274_101;
 
@@ -55,7 +58,9 @@ async function openPglite(dataDir: string | undefined): Promise<Database> {
 }
 
 async function openPostgres(url: string, poolSize = 10): Promise<Database> {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  // A connect that hangs (a database dropping packets instead of refusing) fails after a bound,
+  // so requests answer 503 instead of waiting for the operating system's timeout.
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   // An idle client losing its connection must not crash the process; the pool replaces it.
   pool.on('error', (error) => console.error(`[db] idle client error: ${error.message}`));
   await migrateUnderLock(pool);
@@ -66,17 +71,65 @@ async function openPostgres(url: string, poolSize = 10): Promise<Database> {
     kind: 'postgres',
     async listen(channel, onPayload) {
       // LISTEN needs its own session for as long as it listens, so it cannot borrow from the pool.
-      const client = new pg.Client({ connectionString: url });
-      client.on('error', (error) => console.error(`[db] listener error on ${channel}: ${error.message}`));
-      client.on('notification', (message) => {
-        if (message.channel === channel && message.payload !== undefined) onPayload(message.payload);
-      });
-      await client.connect();
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-      listeners.add(client);
+      // When that session drops (a database restart, a network cut) it is opened again, with
+      // backoff, for as long as the listener is wanted: without this, live updates fell back to
+      // the subscribers' slow re-read timer for good after the first outage.
+      let stopped = false;
+      let current: pg.Client | null = null;
+      let retryTimer: NodeJS.Timeout | null = null;
+      let failures = 0;
+      const open = async (): Promise<void> => {
+        const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+        const lost = (why: string) => {
+          if (current !== client) return;
+          current = null;
+          listeners.delete(client);
+          client.end().catch(() => undefined);
+          if (stopped) return;
+          console.error(`[db] listener on ${channel} lost (${why}); reconnecting`);
+          scheduleReopen();
+        };
+        client.on('error', (error) => lost(error.message));
+        client.on('end', () => lost('connection ended'));
+        client.on('notification', (message) => {
+          if (message.channel === channel && message.payload !== undefined) onPayload(message.payload);
+        });
+        current = client;
+        listeners.add(client);
+        await client.connect();
+        await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        failures = 0;
+      };
+      const scheduleReopen = () => {
+        if (stopped || retryTimer) return;
+        const delay = Math.min(LISTEN_RETRY_CAP_MS, 250 * 2 ** failures++);
+        retryTimer = setTimeout(() => {
+          retryTimer = null;
+          open().catch((error: unknown) => {
+            const failed = current;
+            current = null;
+            if (failed) {
+              listeners.delete(failed);
+              failed.end().catch(() => undefined);
+            }
+            if (!stopped) {
+              console.error(`[db] listener on ${channel} could not reconnect: ${error instanceof Error ? error.message : 'unknown error'}`);
+              scheduleReopen();
+            }
+          });
+        }, delay);
+        retryTimer.unref();
+      };
+      await open();
       return async () => {
-        listeners.delete(client);
-        await client.end().catch(() => undefined);
+        stopped = true;
+        if (retryTimer) clearTimeout(retryTimer);
+        const client = current;
+        current = null;
+        if (client) {
+          listeners.delete(client);
+          await client.end().catch(() => undefined);
+        }
       };
     },
     async close() {

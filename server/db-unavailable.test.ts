@@ -7,7 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rowsOf } from '../db/client';
 import { createApiClient, errorDetails } from '../client/api/client';
 import { DATABASE_RETRY_AFTER_SECONDS } from './errors';
 import { loadConfig } from './env';
@@ -124,6 +126,7 @@ describe('the database unreachable', () => {
     const web = createApiClient({ url, token: user.token });
     expect((await pod.pod.writePredictions.mutate({ predictions: rows(20, 1) })).inserted).toBe(20);
 
+    const cutAt = new Date();
     await proxy.cut();
 
     const list = await rawCall(url, 'jobs.list', { token: user.token });
@@ -151,5 +154,20 @@ describe('the database unreachable', () => {
     const stored = await web.predictions.list.query({ jobId, limit: 100 });
     expect(stored.items).toHaveLength(25);
     expect(stored.items.filter((item) => item.step === 1)).toHaveLength(20);
+
+    // Live updates listen again on new sessions (one per channel), instead of falling back to
+    // the subscribers' slow re-read timer for good.
+    if (!database) throw new Error('not started');
+    const direct = database;
+    await until(
+      async () => {
+        const result = await direct.db.execute(
+          sql`select count(*)::int as n from pg_stat_activity where datname = current_database() and query ilike 'LISTEN %' and backend_start > ${cutAt.toISOString()}::timestamptz`,
+        );
+        return Number(rowsOf<{ n: number }>(result)[0]?.n ?? 0);
+      },
+      (n) => n >= 2,
+      'both LISTEN sessions to be opened again after the outage',
+    );
   }, 120_000);
 });
