@@ -1,6 +1,7 @@
 // Starts the whole server for a given config: database, secrets, HTTP. Used by main.ts and by
 // tests that need a real server on a real port.
-import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer, maxHeaderSize, STATUS_CODES, type RequestListener, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { openDatabase, type Database } from '../db/client';
 import { createApp, type AppOptions } from './app';
@@ -60,6 +61,7 @@ async function startOn(database: Database, config: AppConfig, options: StartOpti
     res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '2' });
     res.end(JSON.stringify({ status: 'starting' }));
   });
+  answerClientErrors(server);
   // Bounded timeouts: a slow or stalled request cannot hold a connection forever.
   server.headersTimeout = 20_000;
   server.requestTimeout = 120_000;
@@ -89,4 +91,31 @@ async function startOn(database: Database, config: AppConfig, options: StartOpti
       lock?.release();
     },
   };
+}
+
+/**
+ * Requests Node refuses before any handler sees them (a GET whose `?input=` passes the 16 KB
+ * header limit, a malformed request line) are answered like every other refusal: a JSON body
+ * in tRPC's error shape whose message says what to do, instead of a bare status line.
+ * Node's `clientError` event is the documented place for this; Node parsed the request, we only
+ * write the answer.
+ */
+function answerClientErrors(server: Server): void {
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (error.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const message =
+      status === 431
+        ? `The request's URL and headers exceed ${maxHeaderSize} bytes; send a large input as the body of a POST`
+        : status === 408
+          ? 'The request took too long to arrive'
+          : 'The request is not valid HTTP';
+    const body = JSON.stringify({ error: { message, code: -32600, data: { httpStatus: status } } });
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  });
 }

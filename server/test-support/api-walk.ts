@@ -250,11 +250,9 @@ async function answerOf(response: Response): Promise<WalkAnswer> {
   } catch {
     // Not JSON: answered before tRPC.
   }
-  // Node itself refuses a request line beyond its 16 KB header limit (a 100 KB value in a GET's
-  // ?input=) with 431 and no body, before Express or tRPC see it: the reason phrase is all it says.
-  const refusedByNode = (response.status === 431 || response.status === 414) && text === '';
-  const message = messageOf(body) ?? (refusedByNode ? `(${response.statusText})` : null);
-  return { status: response.status, message };
+  // A request line beyond Node's 16 KB header limit (a 100 KB value in a GET's ?input=) is refused
+  // before Express or tRPC see it; the server's clientError handler still answers with a message.
+  return { status: response.status, message: messageOf(body) };
 }
 
 /** How long a subscription that opened may take to send its first event before the walk calls it open. */
