@@ -31,6 +31,15 @@ describe('loadConfig', () => {
     }
   });
 
+  it('lets a completed job write for an hour by default, for as long as FINISHED_JOB_WRITE_GRACE_SECONDS says, or not at all', () => {
+    expect(loadConfig({}).finishedJobWriteGraceSeconds).toBe(3600);
+    expect(loadConfig({ FINISHED_JOB_WRITE_GRACE_SECONDS: '600' }).finishedJobWriteGraceSeconds).toBe(600);
+    expect(loadConfig({ FINISHED_JOB_WRITE_GRACE_SECONDS: '0' }).finishedJobWriteGraceSeconds).toBe(0);
+    for (const value of ['-1', '1.5', 'forever']) {
+      expect(problems({ FINISHED_JOB_WRITE_GRACE_SECONDS: value })[0]).toMatch(/^FINISHED_JOB_WRITE_GRACE_SECONDS:/);
+    }
+  });
+
   it('never echoes a secret value in its message', () => {
     const secretish = 'hunter2-but-short';
     expect(problems({ JOB_TOKEN_SECRET: secretish }).join('\n')).not.toContain(secretish);

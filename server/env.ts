@@ -63,6 +63,8 @@ const envSchema = z.object({
   TRUST_PROXY: flag.default(false),
   LOCAL_MAX_CONCURRENT: z.coerce.number().int().min(1).max(64).default(2),
   DIAGNOSTICS_CONNECT_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
+  // After pod.finish({status:'completed'}) the job's token may still write for this long (0: not at all).
+  FINISHED_JOB_WRITE_GRACE_SECONDS: z.coerce.number().int().min(0).max(7 * 86_400).default(3_600),
   LOG_REQUESTS: flag.default(false),
 
   // Launchers. Unset LAUNCHERS: local and manual, plus kubernetes / runpod when configured below.
@@ -162,6 +164,11 @@ export interface AppConfig {
   localMaxConcurrent: number;
   /** How long after deploy a pod may take to connect before diagnostics call it a failure. */
   connectGraceSeconds: number;
+  /**
+   * How long after a completed pod.finish the job's token may still write predictions, metrics
+   * and logs (late rows: evaluate() after train()); 0 refuses them at once.
+   */
+  finishedJobWriteGraceSeconds: number;
   launchers: LaunchersConfig;
 }
 
@@ -200,6 +207,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logRequests: e.LOG_REQUESTS,
     localMaxConcurrent: e.LOCAL_MAX_CONCURRENT,
     connectGraceSeconds: e.DIAGNOSTICS_CONNECT_GRACE_SECONDS,
+    finishedJobWriteGraceSeconds: e.FINISHED_JOB_WRITE_GRACE_SECONDS,
     launchers,
   };
 }

@@ -31,7 +31,7 @@ export type JobRecord = Awaited<ReturnType<typeof getJob>> & object;
 
 export async function insertJob(
   db: Db,
-  params: { userId: string; datasetId: string; name: string; launcher: string; config: JobConfig; status: JobStatus },
+  params: { userId: string; datasetId: string; name: string; launcher: string; config: JobConfig; status: JobStatus; launcherOwner?: string | null },
 ) {
   const [row] = await db
     .insert(trainingJobs)
@@ -81,8 +81,10 @@ export async function listJobs(db: Db, params: { userId: string; limit: number; 
 }
 
 /**
- * Ends a live job and revokes its token in one statement; returns undefined when the job is
- * not the user's or not live any more.
+ * Ends a live job in one statement; returns undefined when the job is not the user's or not live
+ * any more. A failed or cancelled job's token is revoked at once; a completed job keeps its
+ * token version, so that token may still upload late rows for the write grace period (the
+ * status and finished_at decide that, in server/pod/pod-auth.ts).
  */
 export async function endJob(
   db: Db,
@@ -93,7 +95,7 @@ export async function endJob(
     .set({
       status: params.status,
       error: params.error ?? null,
-      tokenVersion: sql`${trainingJobs.tokenVersion} + 1`,
+      ...(params.status === 'completed' ? {} : { tokenVersion: sql`${trainingJobs.tokenVersion} + 1` }),
       finishedAt: sql`now()`,
       updatedAt: sql`now()`,
     })
@@ -102,14 +104,24 @@ export async function endJob(
   return rows[0];
 }
 
-/** Revokes every token issued so far for a live job and returns the new version. */
-export async function bumpTokenVersion(db: Db, params: { jobId: string; userId: string }) {
+/**
+ * Revokes every token issued so far for the user's job and returns the new version with the
+ * job's status (a live job gets a pod token, an ended one an upload token); undefined when the
+ * job is not the user's.
+ */
+export async function bumpTokenVersion(db: Db, params: { jobId: string; userId: string; onlyIf?: JobStatus[] }) {
   const rows = await db
     .update(trainingJobs)
     .set({ tokenVersion: sql`${trainingJobs.tokenVersion} + 1`, updatedAt: sql`now()` })
-    .where(and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId), inArray(trainingJobs.status, LIVE_STATUSES)))
-    .returning({ tokenVersion: trainingJobs.tokenVersion });
-  return rows[0]?.tokenVersion;
+    .where(
+      and(
+        eq(trainingJobs.id, params.jobId),
+        eq(trainingJobs.userId, params.userId),
+        params.onlyIf ? inArray(trainingJobs.status, params.onlyIf) : undefined,
+      ),
+    )
+    .returning({ tokenVersion: trainingJobs.tokenVersion, status: trainingJobs.status });
+  return rows[0];
 }
 
 export async function setJobStatus(
@@ -122,9 +134,9 @@ export async function setJobStatus(
       status: params.to,
       updatedAt: sql`now()`,
       ...(params.to === 'running' ? { startedAt: sql`coalesce(${trainingJobs.startedAt}, now())` } : {}),
-      ...(['completed', 'failed', 'cancelled'].includes(params.to)
-        ? { finishedAt: sql`now()`, tokenVersion: sql`${trainingJobs.tokenVersion} + 1` }
-        : {}),
+      ...(['completed', 'failed', 'cancelled'].includes(params.to) ? { finishedAt: sql`now()` } : {}),
+      // As in endJob: only a completed job's token lives on, for the write grace period.
+      ...(['failed', 'cancelled'].includes(params.to) ? { tokenVersion: sql`${trainingJobs.tokenVersion} + 1` } : {}),
       ...(params.error !== undefined ? { error: params.error } : {}),
       ...(params.launcherRef !== undefined ? { launcherRef: params.launcherRef } : {}),
       ...(params.launcherOwner !== undefined ? { launcherOwner: params.launcherOwner } : {}),
@@ -139,6 +151,19 @@ export async function setLauncherRef(db: Db, params: { jobId: string; userId: st
     .update(trainingJobs)
     .set({ launcherRef: params.launcherRef, launcherOwner: params.launcherOwner, updatedAt: sql`now()` })
     .where(and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId)));
+}
+
+/**
+ * The live jobs of one launcher that one server instance launched, oldest first, with the
+ * launcher's handle on each: what a restarted instance takes back. Its one caller is
+ * adoptLocalJobs (server/jobs/jobs.service.ts); the owner of each job comes back with it.
+ */
+export function unsafeListLiveJobsLaunchedBy(db: Db, params: { launcher: string; owner: string }) {
+  return db
+    .select({ jobId: trainingJobs.id, userId: trainingJobs.userId, ref: trainingJobs.launcherRef })
+    .from(trainingJobs)
+    .where(and(eq(trainingJobs.launcher, params.launcher), eq(trainingJobs.launcherOwner, params.owner), inArray(trainingJobs.status, LIVE_STATUSES)))
+    .orderBy(trainingJobs.createdAt, trainingJobs.id);
 }
 
 /** Fails every live job of one launcher run by one server instance; returns their ids. */
@@ -165,10 +190,20 @@ export async function failLiveJobsOwnedBy(db: Db, params: { launcher: string; ow
 
 // ---- pod side: scoped by the job id of a verified job token ----
 
-/** The job as a pod token's check needs it. Only podProcedure calls this, with a verified token's job id. */
-export async function unsafeGetJobForToken(db: Db, params: { jobId: string }) {
+/**
+ * The job as a pod token's check needs it. Only podProcedure calls this, with a verified token's
+ * job id. `inWriteGrace`: the job completed less than `graceSeconds` ago (by the database's
+ * clock, which also wrote finished_at, so app and database clocks cannot disagree).
+ */
+export async function unsafeGetJobForToken(db: Db, params: { jobId: string; graceSeconds: number }) {
   const rows = await db
-    .select({ id: trainingJobs.id, userId: trainingJobs.userId, status: trainingJobs.status, tokenVersion: trainingJobs.tokenVersion })
+    .select({
+      id: trainingJobs.id,
+      userId: trainingJobs.userId,
+      status: trainingJobs.status,
+      tokenVersion: trainingJobs.tokenVersion,
+      inWriteGrace: sql<boolean>`coalesce(${trainingJobs.status} = 'completed' and ${trainingJobs.finishedAt} > now() - make_interval(secs => ${params.graceSeconds}), false)`,
+    })
     .from(trainingJobs)
     .where(eq(trainingJobs.id, params.jobId))
     .limit(1);

@@ -1,6 +1,8 @@
 // The two credentials the server issues, both JWTs signed with jose (HS256, separate keys):
 // user session tokens (audience "user") and job tokens for pods (audience "pod", subject the
-// job id). Verification pins algorithm, issuer and audience and requires exp.
+// job id). Verification pins algorithm, issuer and audience and requires exp. A job token issued
+// for a job that has already ended carries `upl: true`: an upload token, which may only write
+// predictions, metrics and logs (a spool a pod kept), never heartbeat or finish.
 import { errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import { z } from 'zod';
 
@@ -16,6 +18,8 @@ export interface JobTokenClaims {
   userId: string;
   tokenVersion: number;
   expiresAt: Date;
+  /** An upload token (issued for an ended job): writes only, see server/pod/pod-auth.ts. */
+  upload: boolean;
 }
 
 export type TokenFailure = 'expired' | 'invalid';
@@ -23,7 +27,7 @@ export type TokenFailure = 'expired' | 'invalid';
 export type VerifyResult<T> = { ok: true; claims: T } | { ok: false; reason: TokenFailure; claims?: T };
 
 const uuid = z.uuid();
-const jobClaimsShape = z.object({ sub: uuid, own: uuid, ver: z.number().int().min(1), exp: z.number() });
+const jobClaimsShape = z.object({ sub: uuid, own: uuid, ver: z.number().int().min(1), exp: z.number(), upl: z.literal(true).optional() });
 
 export async function signSessionToken(key: Uint8Array, userId: string, ttlSeconds: number): Promise<string> {
   return new SignJWT({})
@@ -45,11 +49,11 @@ export async function verifySessionToken(key: Uint8Array, token: string): Promis
 
 export async function signJobToken(
   key: Uint8Array,
-  claims: { jobId: string; userId: string; tokenVersion: number },
+  claims: { jobId: string; userId: string; tokenVersion: number; upload?: boolean },
   ttlSeconds: number,
 ): Promise<{ token: string; expiresAt: Date }> {
   const exp = Math.floor(Date.now() / 1000) + ttlSeconds;
-  const token = await new SignJWT({ own: claims.userId, ver: claims.tokenVersion })
+  const token = await new SignJWT({ own: claims.userId, ver: claims.tokenVersion, ...(claims.upload ? { upl: true } : {}) })
     .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
     .setIssuer(TOKEN_ISSUER)
     .setAudience('pod')
@@ -69,7 +73,13 @@ export async function verifyJobToken(key: Uint8Array, token: string): Promise<Ve
   const payload = result.ok ? result.payload : result.expiredPayload;
   const parsed = payload ? jobClaimsShape.safeParse(payload) : undefined;
   const claims = parsed?.success
-    ? { jobId: parsed.data.sub, userId: parsed.data.own, tokenVersion: parsed.data.ver, expiresAt: new Date(parsed.data.exp * 1000) }
+    ? {
+        jobId: parsed.data.sub,
+        userId: parsed.data.own,
+        tokenVersion: parsed.data.ver,
+        expiresAt: new Date(parsed.data.exp * 1000),
+        upload: parsed.data.upl === true,
+      }
     : undefined;
   if (result.ok) return claims ? { ok: true, claims } : { ok: false, reason: 'invalid' };
   return { ok: false, reason: result.reason, ...(claims ? { claims } : {}) };

@@ -24,9 +24,10 @@ import {
   listMetrics,
   setJobStatus,
   setLauncherRef,
+  unsafeListLiveJobsLaunchedBy,
   type JobRecord,
 } from '../../db/queries/jobs';
-import type { LauncherEvents, PodEnv } from '../launchers/types';
+import type { ExitOutcome, LauncherEvents, PodEnv } from '../launchers/types';
 import { Waker } from '../live/live-hub';
 
 export function toJobSummary(job: JobRecord): JobSummary {
@@ -126,6 +127,9 @@ export async function deployJob(
     launcher: launcher.name,
     config: input.config,
     status: launcher.name === 'manual' ? 'pending' : 'starting',
+    // A local trainer belongs to this instance from the start: one still queued when the server
+    // restarts is queued again by this instance (adoptLocalJobs), and by no other.
+    launcherOwner: launcher.name === 'local' ? deps.instanceId : null,
   });
   const pod = await podEnv(deps, { jobId: created.id, userId, tokenVersion: created.tokenVersion });
   await insertJobEvent(db, { jobId: created.id, kind: 'deployed', detail: { launcher: launcher.name } });
@@ -149,14 +153,20 @@ export async function deployJob(
   return { job: toJobSummary(job), pod: revealEnv ? pod : null };
 }
 
-async function podEnv(deps: AppDeps, claims: { jobId: string; userId: string; tokenVersion: number }): Promise<PodEnvOutput> {
+/**
+ * A signed job token and the commands that use it. An upload token (for an ended job) comes
+ * with the `sync` commands instead of the training ones: uploading a kept spool is all it can do.
+ */
+async function podEnv(deps: AppDeps, claims: { jobId: string; userId: string; tokenVersion: number; upload?: boolean }): Promise<PodEnvOutput> {
   const { token, expiresAt } = await signJobToken(deps.secrets.jobToken, claims, deps.config.jobTokenTtlSeconds);
   const env: PodEnv = { JOB_ID: claims.jobId, JOB_TOKEN: token, API_URL: deps.config.publicUrl };
   const assignments = `JOB_ID=${env.JOB_ID} JOB_TOKEN=${env.JOB_TOKEN} API_URL=${env.API_URL}`;
   return {
     env,
-    command: `${assignments} npm run trainer`,
-    pythonCommand: `${assignments} python3 your_training_script.py`,
+    command: claims.upload ? `${assignments} npm run trainer -- sync --spool <the spool file>` : `${assignments} npm run trainer`,
+    pythonCommand: claims.upload
+      ? `${assignments} python3 predictions_callback.py sync --spool <the spool file>`
+      : `${assignments} python3 your_training_script.py`,
     tokenExpiresAt: expiresAt.toISOString(),
   };
 }
@@ -198,16 +208,18 @@ export async function cancelJob(deps: AppDeps, userId: string, jobId: string): P
   return toJobSummary(job);
 }
 
+/**
+ * Revokes the job's tokens and issues a new one: a pod token for a live job; for an ended job
+ * an upload token (predictions, metrics and logs only), so a spool a pod kept can always be
+ * synced (docs/decisions/0005-upload-tokens.md).
+ */
 export async function rotateJobToken(deps: AppDeps, userId: string, jobId: string): Promise<PodEnvOutput> {
   const db = deps.database.db;
-  const tokenVersion = await bumpTokenVersion(db, { jobId, userId });
-  if (tokenVersion === undefined) {
-    const job = await getJob(db, { userId, jobId });
-    if (!job) throw notFound('Job');
-    throw new AppError('PRECONDITION_FAILED', `The job has ended (${job.status}); its token cannot be renewed`);
-  }
-  await insertJobEvent(db, { jobId, kind: 'token_rotated', detail: { tokenVersion } });
-  return podEnv(deps, { jobId, userId, tokenVersion });
+  const bumped = await bumpTokenVersion(db, { jobId, userId });
+  if (!bumped) throw notFound('Job');
+  const upload = !LIVE_STATUSES.includes(bumped.status);
+  await insertJobEvent(db, { jobId, kind: 'token_rotated', detail: { tokenVersion: bumped.tokenVersion, ...(upload ? { upload: true, status: bumped.status } : {}) } });
+  return podEnv(deps, { jobId, userId, tokenVersion: bumped.tokenVersion, upload });
 }
 
 export async function jobLogs(deps: AppDeps, userId: string, input: { jobId: string; afterId: number; limit: number }) {
@@ -254,19 +266,60 @@ function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   return { createdAt, id };
 }
 
-/** How launchers report back: a process that ends while its job is live fails the job, with why. */
+/**
+ * How a job whose pod process ended, while the job was still live, ends: completed when the pod
+ * said it completed training (it could not reach the server to finish) and every row it left in
+ * its spool is stored; failed otherwise, saying why.
+ */
+function endOfExitedJob(outcome: ExitOutcome): { status: 'completed' | 'failed'; error: string | null } {
+  const upload = outcome.spoolUpload;
+  const uploaded = upload ? ` The server uploaded the spool the trainer left: ${upload.summary}.` : '';
+  if (outcome.reported === 'completed' && (upload?.ok ?? true)) return { status: 'completed', error: null };
+  if (outcome.reported === 'completed' && upload) {
+    return {
+      status: 'failed',
+      error: `Training completed, but not every prediction the trainer spooled could be stored.${uploaded} Issue a new upload token on the job page and run the sync command again: stored rows are skipped.`,
+    };
+  }
+  const base = outcome.ok ? 'The trainer exited without reporting the end of training' : (outcome.error ?? 'The trainer failed');
+  return { status: 'failed', error: `${base}${uploaded}` };
+}
+
+/** How launchers report back: a process that ends while its job is live ends the job, with why. */
 export function launcherEvents(getDeps: () => AppDeps): LauncherEvents {
   return {
+    async started(jobId, userId, ref) {
+      const deps = getDeps();
+      await setLauncherRef(deps.database.db, { jobId, userId, launcherRef: ref, launcherOwner: deps.instanceId });
+    },
     async exited(jobId, userId, outcome) {
       const deps = getDeps();
       const db = deps.database.db;
-      // A child's stderr is bytes from outside: it may hold NUL, and slicing may halve an emoji.
-      const error = toStorableText(outcome.ok ? 'The trainer exited without reporting the end of training' : (outcome.error ?? 'The trainer failed'));
-      const ended = await setJobStatus(db, { jobId, userId, from: LIVE_STATUSES, to: 'failed', error });
+      const end = endOfExitedJob(outcome);
+      // A child's output is bytes from outside: it may hold NUL, and slicing may halve an emoji.
+      const error = end.error === null ? null : toStorableText(end.error);
+      const ended = await setJobStatus(db, { jobId, userId, from: LIVE_STATUSES, to: end.status, error });
       if (ended) {
-        await insertJobEvent(db, { jobId, kind: 'pod_exited', detail: { ok: outcome.ok, error: toStorableText(error.slice(-2000)) } });
+        await insertJobEvent(db, {
+          jobId,
+          kind: 'pod_exited',
+          detail: {
+            ok: outcome.ok,
+            status: end.status,
+            ...(outcome.reported ? { reported: outcome.reported } : {}),
+            ...(outcome.spoolUpload ? { spoolUpload: { ok: outcome.spoolUpload.ok, summary: toStorableText(outcome.spoolUpload.summary.slice(0, 500)) } } : {}),
+            ...(error ? { error: toStorableText(error.slice(-2000)) } : {}),
+          },
+        });
         await deps.live.jobChanged(jobId, userId);
       }
+    },
+    async renewEnv(jobId, userId) {
+      const deps = getDeps();
+      const bumped = await bumpTokenVersion(deps.database.db, { jobId, userId, onlyIf: LIVE_STATUSES });
+      if (!bumped) return null;
+      await insertJobEvent(deps.database.db, { jobId, kind: 'token_rotated', detail: { tokenVersion: bumped.tokenVersion, by: 'launcher' } });
+      return (await podEnv(deps, { jobId, userId, tokenVersion: bumped.tokenVersion })).env;
     },
     async log(jobId, level, message) {
       await insertLogLines(getDeps().database.db, { jobId, lines: [{ level, message: toStorableText(message) }] });
@@ -275,17 +328,43 @@ export function launcherEvents(getDeps: () => AppDeps): LauncherEvents {
 }
 
 /**
- * After a restart, local jobs this instance was running have no process behind them any more:
- * fail them with a reason instead of leaving them "running" forever.
+ * After a restart, takes back the live local jobs this instance launched
+ * (docs/decisions/0006-local-trainers-outlive-the-server.md): trainers still running are
+ * followed again, one that died meanwhile has its spool uploaded and its job ended by what it
+ * reported, and jobs that were waiting in the queue wait again. Without a local launcher any
+ * more (LAUNCHERS changed), nothing can follow them: they fail, saying so.
+ */
+export async function adoptLocalJobs(deps: AppDeps): Promise<{ following: number; ended: number; queued: number; failed: number }> {
+  const db = deps.database.db;
+  const launcher = deps.launchers.local;
+  if (!launcher?.adopt) {
+    const failed = await failLiveJobsOwnedBy(db, {
+      launcher: 'local',
+      owner: deps.instanceId,
+      error: 'The server restarted without the local launcher (LAUNCHERS), so nothing follows this job\'s trainer any more. Deploy it again.',
+    });
+    for (const jobId of failed) await insertJobEvent(db, { jobId, kind: 'orphaned', detail: { owner: deps.instanceId } });
+    return { following: 0, ended: 0, queued: 0, failed: failed.length };
+  }
+  const jobs = await unsafeListLiveJobsLaunchedBy(db, { launcher: 'local', owner: deps.instanceId });
+  const counts = await launcher.adopt(jobs);
+  for (const job of jobs) await insertJobEvent(db, { jobId: job.jobId, kind: 'adopted', detail: { owner: deps.instanceId } });
+  return { ...counts, failed: 0 };
+}
+
+/**
+ * What server.ts calls at start (its name is from when a restart could only fail these jobs):
+ * adopts them (adoptLocalJobs) and returns how many had to be failed.
  */
 export async function failOrphanedLocalJobs(deps: AppDeps): Promise<number> {
-  const orphans = await failLiveJobsOwnedBy(deps.database.db, {
-    launcher: 'local',
-    owner: deps.instanceId,
-    error: 'The server restarted while this job was running, which stopped its local trainer process. Deploy it again.',
-  });
-  for (const jobId of orphans) await insertJobEvent(deps.database.db, { jobId, kind: 'orphaned', detail: { owner: deps.instanceId } });
-  return orphans.length;
+  const adopted = await adoptLocalJobs(deps);
+  const total = adopted.following + adopted.ended + adopted.queued;
+  if (total > 0) {
+    console.warn(
+      `[server] took back ${total} local job(s) from before the restart: ${adopted.following} trainer(s) still running, ${adopted.ended} ended while the server was down, ${adopted.queued} queued again`,
+    );
+  }
+  return adopted.failed;
 }
 
 /**

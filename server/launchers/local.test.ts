@@ -2,10 +2,12 @@
 // the bundled trainer as a child process and store exactly the predictions their trigger
 // schedules; with a stand-in trainer (LOCAL_TRAINER_COMMAND), the queue beyond
 // LOCAL_MAX_CONCURRENT, cancel killing the process, a failing process failing its job with the
-// exit code and the tail of stderr, and the child's environment holding only the pod variables.
-// (A restart failing orphaned local jobs is covered by server/multi-instance.test.ts.)
+// exit code and the tail of its output, the child's environment holding only the pod variables,
+// its output going to a file rather than a pipe, and a restarted server adopting the trainers
+// (and the queue) of the one before. (A kill -9 of a real server mid-training is
+// server/local-survives.test.ts.)
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -19,6 +21,8 @@ import { createUser } from '../test-support/factories';
 import { startTestServer, useTestServer, type TestServer } from '../test-support/server';
 import { until } from '../test-support/wait';
 import { expectedKeysFor, storedPredictionKeys } from '../test-support/prediction-keys';
+import { insertJob, setLauncherRef } from '../../db/queries/jobs';
+import { formatLocalRef, readLocalProcess } from './local';
 
 const ENDED: JobStatusName[] = ['completed', 'failed', 'cancelled'];
 
@@ -32,7 +36,7 @@ async function signedIn(server: TestServer) {
   const api = server.client(user.token);
   const example = (await api.datasets.list.query()).find((dataset) => dataset.name === EXAMPLE_DATASET_NAME);
   if (!example) throw new Error('a new account has no example dataset');
-  return { api, example };
+  return { api, example, user };
 }
 
 describe('the bundled trainer under the local launcher', () => {
@@ -79,7 +83,8 @@ describe('the bundled trainer under the local launcher', () => {
  * `<dir>/<JOB_ID>.started`, then waits for an order in `<JOB_ID>.order`: exit with a code
  * (after writing some stderr and recording `<JOB_ID>.ended`), or ignore SIGTERM from now on
  * (until then a SIGTERM is recorded in `<JOB_ID>.terminated` and ends it).
- * It never outlives the server that started it (TRAINER_PARENT_PID).
+ * It never outlives this test process (whose pid is its second argument): trainers outlive the
+ * server that started them now, so the test's own lifetime bounds them instead.
  */
 const STAND_IN = `
 const fs = require('node:fs');
@@ -93,7 +98,7 @@ record('.started', { pid: process.pid, at: Date.now(), env: process.env });
 // As the real trainer does, a SIGTERM is a request to stop, which it acknowledges.
 process.on('SIGTERM', () => { record('.terminated', { at: Date.now() }); process.exit(143); });
 const timer = setInterval(() => {
-  try { process.kill(Number(process.env.TRAINER_PARENT_PID), 0); } catch { process.exit(1); }
+  try { process.kill(Number(process.argv[2]), 0); } catch { process.exit(1); }
   let order;
   try { order = JSON.parse(fs.readFileSync(base + '.order', 'utf8')); } catch { return; }
   if (order.ignoreSigterm) process.removeAllListeners('SIGTERM').on('SIGTERM', () => {});
@@ -150,13 +155,20 @@ describe('the local launcher with a stand-in trainer', () => {
   beforeEach(async () => {
     await database.truncate();
     server = await startTestServer(
-      { ...SECRETS, LOCAL_MAX_CONCURRENT: '1', LOCAL_TRAINER_COMMAND: JSON.stringify([process.execPath, '-e', STAND_IN, dir]) },
+      { ...SECRETS, ...standInEnv() },
       { database },
     );
   });
   afterEach(async () => {
     await server?.close();
+    // Closing a server leaves its trainers running (the next start adopts them): end this test's.
+    for (const pid of livingChildren()) process.kill(-pid, 'SIGKILL');
+    await until(() => livingChildren(), (pids) => pids.length === 0, 'the stand-ins of this test to be gone');
   });
+
+  function standInEnv(): Record<string, string> {
+    return { LOCAL_MAX_CONCURRENT: '1', LOCAL_TRAINER_COMMAND: JSON.stringify([process.execPath, '-e', STAND_IN, dir, String(process.pid)]) };
+  }
 
   async function deploy(api: ApiClient, datasetId: string, name: string) {
     const { job } = await api.jobs.deploy.mutate({ name, config: { datasetId, launcher: 'local', predictions: { sampleFrequency: 'epoch' } } });
@@ -339,7 +351,9 @@ describe('the local launcher with a stand-in trainer', () => {
 
     const { env } = start;
     expect(Object.keys(env).filter((name) => !/^(JOB_ID|JOB_TOKEN|API_URL|PATH|HOME|TRAINER_[A-Z_]+)$/.test(name))).toEqual([]);
-    expect(env).toMatchObject({ JOB_ID: jobId, JOB_TOKEN: expect.any(String), API_URL: server.deps.config.publicUrl, TRAINER_PARENT_PID: String(process.pid) });
+    expect(env).toMatchObject({ JOB_ID: jobId, JOB_TOKEN: expect.any(String), API_URL: server.deps.config.publicUrl });
+    // Nothing ties the trainer's life to this server's any more.
+    expect(env.TRAINER_PARENT_PID).toBeUndefined();
     const values = JSON.stringify(env);
     for (const secret of [...Object.values(canaries), SECRETS.JOB_TOKEN_SECRET]) expect(values).not.toContain(secret);
 
@@ -348,5 +362,86 @@ describe('the local launcher with a stand-in trainer', () => {
     expect((await api.jobs.get.query({ jobId })).status).toBe('running');
     await order(jobId, { exit: 0 });
     await endOf(api, jobId);
+  });
+  describe('across a restart of the server (same data directory, so the same instance)', () => {
+    let dataDir: string;
+    let env: Record<string, string>;
+    beforeEach(async () => {
+      await server.close();
+      dataDir = mkdtempSync(path.join(tmpdir(), 'local-adopt-'));
+      env = { ...SECRETS, ...standInEnv(), DATA_DIR: dataDir };
+      server = await startTestServer(env, { database });
+    });
+    afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+
+    async function restart(): Promise<void> {
+      await server.close();
+      server = await startTestServer(env, { database });
+    }
+
+    it('the trainer writes to a file, not a pipe, outlives the server, and the next start follows it: its token still works and its end is recorded', { timeout: 60_000 }, async () => {
+      const { example, user } = await signedIn(server);
+      const job = await deploy(server.client(user.token), example.id, 'survivor');
+      const start = await started(job.id);
+      const logFile = path.join(dataDir, 'local-jobs', `${job.id}.log`);
+      for (const fd of [1, 2]) expect(readlinkSync(`/proc/${start.pid}/fd/${fd}`)).toBe(logFile);
+      await server.client(start.env.JOB_TOKEN).pod.heartbeat.mutate({ status: 'running' });
+
+      await restart();
+      expect(isAlive(start.pid)).toBe(true);
+      const api = server.client(user.token);
+      expect((await api.jobs.get.query({ jobId: job.id })).status).toBe('running');
+      await server.client(start.env.JOB_TOKEN).pod.heartbeat.mutate({ status: 'running' }); // not revoked
+
+      await order(job.id, { exit: 3, stderr: 'Error: the dataset exploded after the restart\n' });
+      const ended = await endOf(api, job.id);
+      expect(ended.status).toBe('failed');
+      expect(ended.error).toMatch(/^The trainer process ended \(its exit status is unknown: it was started before the server restarted\):\n/);
+      expect(ended.error).toMatch(/Error: the dataset exploded after the restart$/);
+    });
+
+    it('cancel reaches an adopted trainer, and the queue of waiting jobs carries on after the restart, in order, each with a working token', { timeout: 60_000 }, async () => {
+      const { example, user } = await signedIn(server);
+      const before = server.client(user.token);
+      const first = await deploy(before, example.id, 'first');
+      const firstStart = await started(first.id);
+      const second = await deploy(before, example.id, 'second');
+      const third = await deploy(before, example.id, 'third');
+
+      await restart();
+      const api = server.client(user.token);
+      // The running one is followed, the waiting ones wait again: nothing new was started.
+      expect(livingChildren()).toEqual([firstStart.pid]);
+      expect(existsSync(path.join(dir, `${second.id}.started`))).toBe(false);
+
+      expect((await api.jobs.cancel.mutate({ jobId: first.id })).status).toBe('cancelled');
+      await until(() => isAlive(firstStart.pid), (alive) => !alive, `the adopted process ${firstStart.pid} to be gone`, 20_000);
+      expect(existsSync(path.join(dir, `${first.id}.terminated`))).toBe(true);
+
+      const secondStart = await started(second.id);
+      expect(existsSync(path.join(dir, `${third.id}.started`))).toBe(false);
+      await finishAsPod(secondStart); // a token issued by the restarted server, accepted
+      await order(second.id, { exit: 0 });
+      const thirdStart = await started(third.id);
+      await finishAsPod(thirdStart);
+      await order(third.id, { exit: 0 });
+      for (const job of [second, third]) expect((await endOf(api, job.id)).status).toBe('completed');
+      expect((await api.jobs.get.query({ jobId: first.id })).status).toBe('cancelled');
+    });
+
+    it('a recorded pid now used by another process (another start time) is not adopted: the job ends, saying its trainer ended while the server was down', { timeout: 60_000 }, async () => {
+      const { example, user } = await signedIn(server);
+      const config = jobConfig.parse({ datasetId: example.id, launcher: 'local' });
+      const { id: jobId } = await insertJob(server.database.db, { userId: user.id, datasetId: example.id, name: 'reused pid', launcher: 'local', config, status: 'running', launcherOwner: server.deps.instanceId });
+      // This test process is alive, but it is not the process that was started for the job.
+      const impostor = readLocalProcess(process.pid);
+      expect(impostor.startTime).not.toBeNull();
+      await setLauncherRef(server.database.db, { jobId, userId: user.id, launcherRef: formatLocalRef({ pid: process.pid, startTime: `${impostor.startTime}0` }), launcherOwner: server.deps.instanceId });
+
+      await restart();
+      const ended = await endOf(server.client(user.token), jobId);
+      expect(ended.status).toBe('failed');
+      expect(ended.error).toMatch(/^The trainer process ended while the server was down/);
+    });
   });
 });

@@ -1,128 +1,358 @@
-// The local launcher (the embedded default): runs the trainer as a child process of this
-// server with only the three pod variables (never the server's own environment or secrets),
-// limits how many run at once (the rest wait in a queue), keeps the tail of stderr for the
-// job's error, and kills the process on cancel.
+// The local launcher (the embedded default): runs the trainer as a process on this server with
+// only the three pod variables (never the server's own environment or secrets), limits how many
+// run at once (the rest wait in a queue), and kills the process group on cancel.
+//
+// The trainer outlives this server (docs/decisions/0006-local-trainers-outlive-the-server.md):
+// it runs detached in its own process group, writes stdout and stderr to a file
+// (`<logDir>/<jobId>.log`), not to a pipe whose reader dies with the server, and is followed by
+// pid. Its handle on the job (launcher_ref `local:<pid>:<start time>`) carries the process's
+// start time from /proc, so a pid reused by another process after a reboot is not mistaken for
+// it. A restarted server adopts the trainers still running, and for one that died meanwhile it
+// uploads the spool the trainer left (the trainer's own `sync`) before ending the job.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { Launcher, LauncherEvents, LaunchRequest } from './types';
+import { describeError } from '../log-safe';
+import type { AdoptRequest, ExitOutcome, Launcher, LauncherEvents, LaunchRequest, PodEnv } from './types';
 
 export interface LocalLauncherOptions {
   projectRoot: string;
+  /** The trainer's TRAINER_SPOOL_DIR: the spool of a job is `<spoolDir>/<jobId>.jsonl` (trainer/pod/spool.ts). */
   spoolDir: string;
+  /** Where each trainer's output goes, `<logDir>/<jobId>.log`. */
+  logDir: string;
   maxConcurrent: number;
   events: LauncherEvents;
   /** The program to run; defaults to the TypeScript trainer under tsx. */
   command?: { file: string; args: string[] };
+  /** What uploads a spool file (`… sync --spool FILE` is appended); defaults to the TypeScript trainer. */
+  syncCommand?: { file: string; args: string[] };
+  /** How often an adopted trainer (not this process's child) is checked for life. */
+  pollMs?: number;
 }
 
 const STDERR_TAIL_BYTES = 4_000;
+/** How far back from the end of a trainer's output its SUMMARY line is looked for. */
+const SUMMARY_SEARCH_BYTES = 64 * 1024;
 const KILL_GRACE_MS = 5_000;
+const SYNC_TIMEOUT_MS = 10 * 60_000;
+const REF_PREFIX = 'local:';
 
-interface Running {
-  child: ChildProcess;
-  stderrTail: string;
-  cancelled: boolean;
+/** One process, told apart from a later one with the same pid by its start time (null where /proc is missing). */
+export interface LocalProcess {
+  pid: number;
+  startTime: string | null;
 }
 
-/** Signals the trainer's whole process group; a group already gone is not an error. */
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
+export function formatLocalRef(process: LocalProcess): string {
+  return `${REF_PREFIX}${process.pid}:${process.startTime ?? ''}`;
+}
+
+/** The process a launcher_ref names; null for anything else (a job that was still queued, an older server's `local:<jobId>`). */
+export function parseLocalRef(ref: string | null): LocalProcess | null {
+  const match = ref?.match(/^local:(\d+):(\d*)$/);
+  if (!match) return null;
+  const pid = Number(match[1]);
+  return pid > 1 ? { pid, startTime: match[2] ? match[2] : null } : null;
+}
+
+/**
+ * Field 22 of /proc/<pid>/stat (clock ticks after boot), and whether the process is a zombie.
+ * The command name (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
+ */
+function procStat(pid: number): { startTime: string; zombie: boolean } | null | undefined {
+  let text: string;
   try {
-    process.kill(-child.pid, signal);
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch (error) {
+    if (!existsSync('/proc/self/stat')) return undefined; // no /proc on this system
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? null : undefined;
+  }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // After the name: state is field 3, starttime field 22.
+  const state = fields[0];
+  const startTime = fields[19];
+  return startTime ? { startTime, zombie: state === 'Z' || state === 'X' } : null;
+}
+
+export function readLocalProcess(pid: number): LocalProcess {
+  const stat = procStat(pid);
+  return { pid, startTime: stat ? stat.startTime : null };
+}
+
+/** Whether the process is still the one that was started (same pid, same start time) and not a zombie. */
+export function isRunning(target: LocalProcess): boolean {
+  const stat = procStat(target.pid);
+  if (stat === null) return false;
+  if (stat) return !stat.zombie && (target.startTime === null || stat.startTime === target.startTime);
+  try {
+    process.kill(target.pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Signals the trainer's whole process group (it leads it: spawned detached); a group already gone is not an error. */
+function signalGroup(target: LocalProcess, signal: NodeJS.Signals): void {
+  if (!isRunning(target)) return;
+  try {
+    process.kill(-target.pid, signal);
   } catch {
     // Every process of the group has exited.
   }
 }
 
+/** The last `bytes` of a file as text (empty when there is no file). */
+function tailOf(file: string, bytes: number): string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = statSync(file).size;
+    const length = Math.min(size, bytes);
+    const buffer = Buffer.alloc(length);
+    readSync(fd, buffer, 0, length, size - length);
+    return buffer.toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The training outcome the trainer printed last (`SUMMARY status=completed …`), if it got that far. */
+export function reportedOutcome(output: string): 'completed' | 'failed' | null {
+  const matches = [...output.matchAll(/\bSUMMARY status=(completed|failed)\b/g)];
+  const last = matches.at(-1)?.[1];
+  return last === 'completed' || last === 'failed' ? last : null;
+}
+
+interface Running {
+  jobId: string;
+  userId: string;
+  process: LocalProcess;
+  /** Set for a process this server spawned; an adopted one is followed by polling. */
+  child: ChildProcess | null;
+  timer: NodeJS.Timeout | null;
+  cancelled: boolean;
+}
+
+/** How a process ended: its status when it was this server's child; for an adopted one, only when it was seen gone. */
+type Exit = { code: number | null; signal: NodeJS.Signals | null } | 'adopted' | 'while-down';
+
 export function createLocalLauncher(options: LocalLauncherOptions): Launcher {
   const running = new Map<string, Running>();
   const queue: LaunchRequest[] = [];
-  const command = options.command ?? {
-    file: process.execPath,
-    args: ['--import', 'tsx', path.join(options.projectRoot, 'trainer', 'main.ts')],
-  };
+  const syncs = new Set<ChildProcess>();
+  let closed = false;
+  const tsxTrainer = { file: process.execPath, args: ['--import', 'tsx', path.join(options.projectRoot, 'trainer', 'main.ts')] };
+  const command = options.command ?? tsxTrainer;
+  const syncCommand = options.syncCommand ?? tsxTrainer;
+  const logFile = (jobId: string) => path.join(options.logDir, `${jobId}.log`);
+  const spoolFile = (jobId: string) => path.join(options.spoolDir, `${jobId}.jsonl`);
+  const report = (what: string) => (error: unknown) => console.error(`[local-launcher] ${what} failed: ${describeError(error)}`);
 
   function pump(): void {
-    while (running.size < options.maxConcurrent && queue.length > 0) {
+    while (!closed && running.size < options.maxConcurrent && queue.length > 0) {
       const next = queue.shift();
-      if (next) spawnTrainer(next);
+      if (!next) break;
+      const entry = spawnTrainer(next);
+      void options.events.started(next.jobId, next.userId, formatLocalRef(entry.process)).catch(report(`recording the process of ${next.jobId}`));
     }
   }
 
-  function spawnTrainer(request: LaunchRequest): void {
-    const child = spawn(command.file, command.args, {
-      cwd: options.projectRoot,
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: process.env.HOME ?? options.projectRoot,
-        JOB_ID: request.env.JOB_ID,
-        JOB_TOKEN: request.env.JOB_TOKEN,
-        API_URL: request.env.API_URL,
-        TRAINER_SPOOL_DIR: options.spoolDir,
-        TRAINER_PARENT_PID: String(process.pid),
-      },
-      stdio: ['ignore', 'ignore', 'pipe'],
-      // Its own process group, so cancel reaches everything a wrapper command (sh -c, npm run)
-      // started, not only the wrapper; the trainer still stops when this server dies (TRAINER_PARENT_PID).
-      detached: true,
-    });
-    const entry: Running = { child, stderrTail: '', cancelled: false };
+  function spawnTrainer(request: LaunchRequest): Running {
+    mkdirSync(options.logDir, { recursive: true });
+    // The child gets its own descriptor on the file: nothing of this server sits between the
+    // trainer and its output, so the trainer can write after this server is gone.
+    const out = openSync(logFile(request.jobId), 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(command.file, command.args, {
+        cwd: options.projectRoot,
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          HOME: process.env.HOME ?? options.projectRoot,
+          JOB_ID: request.env.JOB_ID,
+          JOB_TOKEN: request.env.JOB_TOKEN,
+          API_URL: request.env.API_URL,
+          TRAINER_SPOOL_DIR: options.spoolDir,
+        },
+        stdio: ['ignore', out, out],
+        // Its own process group: cancel reaches everything a wrapper command (sh -c, npm run)
+        // started, and a signal to this server's group (Ctrl-C, a supervisor) does not reach it.
+        detached: true,
+      });
+    } finally {
+      closeSync(out);
+    }
+    const entry: Running = {
+      jobId: request.jobId,
+      userId: request.userId,
+      process: child.pid === undefined ? { pid: 0, startTime: null } : readLocalProcess(child.pid),
+      child,
+      timer: null,
+      cancelled: false,
+    };
     running.set(request.jobId, entry);
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      entry.stderrTail = (entry.stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
-    });
+    // The child does not hold this server's event loop open, nor does this server wait for it.
+    child.unref();
+    let spawnError: string | null = null;
     child.once('error', (error) => {
-      entry.stderrTail += `\n${error.message}`;
+      spawnError = error.message;
+      if (child.pid === undefined) ended(entry, { code: null, signal: null }, spawnError);
     });
-    child.once('close', (code, signal) => {
-      running.delete(request.jobId);
-      pump();
-      if (entry.cancelled) return;
-      const ok = code === 0;
-      const reason = signal ? `killed by ${signal}` : `exit code ${code}`;
-      const tail = entry.stderrTail.trim();
-      void options.events
-        .exited(request.jobId, request.userId, ok ? { ok } : { ok, error: `The trainer process ended (${reason})${tail ? `:\n${tail}` : ''}` })
-        .catch((error: unknown) => console.error(`[local-launcher] recording the end of ${request.jobId} failed:`, error));
+    child.once('exit', (code, signal) => ended(entry, { code, signal }, spawnError));
+    return entry;
+  }
+
+  function follow(entry: Running): void {
+    entry.timer = setInterval(() => {
+      if (!isRunning(entry.process)) ended(entry, 'adopted', null);
+    }, options.pollMs ?? 1_000);
+    entry.timer.unref();
+  }
+
+  /** A followed process is gone: free its place, and unless it was cancelled, tell the jobs service how it went. */
+  function ended(entry: Running, exit: Exit, spawnError: string | null): void {
+    if (running.get(entry.jobId) !== entry) return;
+    running.delete(entry.jobId);
+    if (entry.timer) clearInterval(entry.timer);
+    pump();
+    if (entry.cancelled || closed) return;
+    void settle(entry, exit, spawnError).catch(report(`recording the end of ${entry.jobId}`));
+  }
+
+  async function settle(entry: Pick<Running, 'jobId' | 'userId'>, exit: Exit, spawnError: string | null): Promise<void> {
+    const output = tailOf(logFile(entry.jobId), SUMMARY_SEARCH_BYTES);
+    const reported = reportedOutcome(output);
+    const tail = `${output.slice(-STDERR_TAIL_BYTES)}${spawnError ? `\n${spawnError}` : ''}`.trim();
+    const how =
+      exit === 'while-down'
+        ? 'while the server was down'
+        : exit === 'adopted'
+          ? '(its exit status is unknown: it was started before the server restarted)'
+          : exit.signal
+            ? `(killed by ${exit.signal})`
+            : `(exit code ${exit.code})`;
+    const ok = typeof exit === 'object' && exit.code === 0;
+    const outcome: ExitOutcome = {
+      ok,
+      reported,
+      ...(ok ? {} : { error: `The trainer process ended ${how}${tail ? `:\n${tail}` : ''}` }),
+    };
+    // Rows the trainer kept on disk are uploaded before the job ends, with a new token: the dead
+    // trainer's own is revoked by it, so nothing it might still have sent can interleave.
+    if (existsSync(spoolFile(entry.jobId)) && statSync(spoolFile(entry.jobId)).size > 0) {
+      const env = await options.events.renewEnv(entry.jobId, entry.userId);
+      if (env) {
+        await options.events.log(entry.jobId, 'info', `The trainer left rows in its spool ${spoolFile(entry.jobId)}; this server is uploading them.`);
+        outcome.spoolUpload = await uploadSpool(entry.jobId, env);
+      }
+    }
+    if (closed) return; // this server is stopping: the next start does it again
+    await options.events.exited(entry.jobId, entry.userId, outcome);
+  }
+
+  /** Runs `sync --spool FILE` for a job (its output goes to the job's log file too) and reads its verdict. */
+  function uploadSpool(jobId: string, env: PodEnv): Promise<{ ok: boolean; summary: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(syncCommand.file, [...syncCommand.args, 'sync', '--spool', spoolFile(jobId)], {
+        cwd: options.projectRoot,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? options.projectRoot, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: SYNC_TIMEOUT_MS,
+      });
+      syncs.add(child);
+      let output = '';
+      const keep = (chunk: Buffer) => {
+        output = (output + chunk.toString('utf8')).slice(-SUMMARY_SEARCH_BYTES);
+      };
+      child.stdout?.on('data', keep);
+      child.stderr?.on('data', keep);
+      child.once('error', (error) => {
+        output += `\n${error.message}`;
+      });
+      child.once('close', (code, signal) => {
+        syncs.delete(child);
+        const summary = output.match(/SYNC SUMMARY [^\n]*/g)?.at(-1) ?? `sync ${signal ? `killed by ${signal}` : `exited with code ${code}`}: ${output.trim().split('\n').at(-1) ?? ''}`;
+        resolve({ ok: code === 0, summary: summary.trim() });
+      });
     });
+  }
+
+  async function cancelEntry(entry: Running): Promise<void> {
+    entry.cancelled = true;
+    signalGroup(entry.process, 'SIGTERM');
+    const timer = setTimeout(() => signalGroup(entry.process, 'SIGKILL'), KILL_GRACE_MS);
+    timer.unref();
+    if (entry.child) entry.child.once('exit', () => clearTimeout(timer));
   }
 
   return {
     name: 'local',
-    description: `Runs the trainer as a process on this server (at most ${options.maxConcurrent} at once; the rest queue).`,
+    description: `Runs the trainer as a process on this server (at most ${options.maxConcurrent} at once; the rest queue). It keeps running through a restart of the server.`,
     async start(request) {
       const position = queue.length + running.size >= options.maxConcurrent ? queue.length + 1 : 0;
-      queue.push(request);
-      pump();
-      if (position > 0) {
+      if (position === 0) {
+        const entry = spawnTrainer(request);
+        // The trainer runs whether or not this is recorded; without it a restart would queue the job again.
+        await options.events.started(request.jobId, request.userId, formatLocalRef(entry.process)).catch(report(`recording the process of ${request.jobId}`));
+      } else {
+        queue.push(request);
         await options.events.log(request.jobId, 'info', `Queued: ${options.maxConcurrent === 1 ? 'a local job is' : `${options.maxConcurrent} local jobs are`} running; this one is number ${position} in line.`);
       }
-      return { ref: `local:${request.jobId}`, revealEnv: false };
+      // The pid is recorded through events.started when the process exists (now, or when its turn comes).
+      return { ref: null, revealEnv: false };
     },
     async cancel({ jobId }) {
       const index = queue.findIndex((q) => q.jobId === jobId);
       if (index >= 0) queue.splice(index, 1);
+      // Only a process this server follows: another instance's pid may be another machine's. That
+      // trainer stops by itself at its next call, which is refused with reason job_ended.
       const entry = running.get(jobId);
-      if (!entry) return;
-      entry.cancelled = true;
-      signalGroup(entry.child, 'SIGTERM');
-      const timer = setTimeout(() => signalGroup(entry.child, 'SIGKILL'), KILL_GRACE_MS);
-      timer.unref();
-      entry.child.once('close', () => clearTimeout(timer));
+      if (entry) await cancelEntry(entry);
+    },
+    async adopt(jobs: AdoptRequest[]) {
+      const counts = { following: 0, ended: 0, queued: 0 };
+      const waiting: AdoptRequest[] = [];
+      for (const job of jobs) {
+        if (running.has(job.jobId) || queue.some((q) => q.jobId === job.jobId)) continue;
+        const target = parseLocalRef(job.ref);
+        if (!target) {
+          waiting.push(job);
+        } else if (isRunning(target)) {
+          const entry: Running = { jobId: job.jobId, userId: job.userId, process: target, child: null, timer: null, cancelled: false };
+          running.set(job.jobId, entry);
+          follow(entry);
+          counts.following++;
+        } else {
+          counts.ended++;
+          void settle(job, 'while-down', null).catch(report(`recovering ${job.jobId}`));
+        }
+      }
+      // Jobs that were waiting for a turn wait again, in their order; the token they were deployed
+      // with lived only in the old process, so each gets a new one.
+      for (const job of waiting) {
+        const env = await options.events.renewEnv(job.jobId, job.userId);
+        if (!env) continue;
+        queue.push({ jobId: job.jobId, userId: job.userId, env });
+        counts.queued++;
+      }
+      pump();
+      return counts;
     },
     async close() {
+      // The trainers keep running (the next start adopts them); only what this process holds goes.
+      closed = true;
       queue.length = 0;
-      const exits = [...running.values()].map(
-        (entry) =>
-          new Promise<void>((resolve) => {
-            entry.cancelled = true;
-            entry.child.once('close', () => resolve());
-            signalGroup(entry.child, 'SIGTERM');
-            setTimeout(() => signalGroup(entry.child, 'SIGKILL'), KILL_GRACE_MS).unref();
-          }),
-      );
-      await Promise.all(exits);
+      for (const entry of running.values()) {
+        if (entry.timer) clearInterval(entry.timer);
+      }
+      running.clear();
+      for (const child of syncs) child.kill('SIGTERM');
     },
   };
 }

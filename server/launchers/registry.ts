@@ -27,6 +27,7 @@ export function createLauncherRegistry(deps: AppDeps, options: RegistryOptions =
       createLocalLauncher({
         projectRoot: PROJECT_ROOT,
         spoolDir: path.resolve(deps.config.dataDir, 'spool'),
+        logDir: path.resolve(deps.config.dataDir, 'local-jobs'),
         maxConcurrent: deps.config.localMaxConcurrent,
         events,
         ...(config.local.command ? { command: argvCommand(config.local.command) } : {}),

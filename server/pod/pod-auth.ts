@@ -1,17 +1,27 @@
 // Decides whether a job token may act right now: the signature and claims were checked when
-// the context was built; here the job must still exist, be live, belong to the token's owner,
-// and carry the token's version. Every refusal of a token with a good signature is recorded on
-// that job's ledger (throttled), so the owner can see why a pod's writes stopped.
+// the context was built; here the job must still exist, belong to the token's owner, carry the
+// token's version, and be live, or be in one of the two states where an ended job still takes
+// writes (docs/decisions/0004-late-predictions.md, 0005-upload-tokens.md):
+// - `grace`: the job completed (pod.finish) less than FINISHED_JOB_WRITE_GRACE_SECONDS ago and
+//   this is its token: rows produced after training ended (evaluate() after train()) still land;
+// - `upload`: an upload token issued by jobs.rotateToken for the ended job: writes only, so a
+//   spool a pod kept can always be synced.
+// Every refusal of a token with a good signature is recorded on that job's ledger (throttled),
+// so the owner can see why a pod's writes stopped.
 import { AppError } from '../errors';
 import type { AppDeps } from '../deps';
 import type { Credential } from '../trpc/context';
 import { insertJobEventThrottled, LIVE_STATUSES, unsafeGetJobForToken } from '../../db/queries/jobs';
 import type { JobStatus } from '../../db/schema';
 
+/** How the token may act: `live` anything; `grace` and `upload` only as the pod procedures allow. */
+export type PodAccess = 'live' | 'grace' | 'upload';
+
 export interface PodScope {
   jobId: string;
   userId: string;
   status: JobStatus;
+  access: PodAccess;
 }
 
 export async function authorizePod(deps: AppDeps, credential: Credential): Promise<PodScope> {
@@ -32,15 +42,21 @@ export async function authorizePod(deps: AppDeps, credential: Credential): Promi
   }
 
   const { claims } = credential;
-  const job = await unsafeGetJobForToken(db, { jobId: claims.jobId });
+  const job = await unsafeGetJobForToken(db, { jobId: claims.jobId, graceSeconds: deps.config.finishedJobWriteGraceSeconds });
   if (!job || job.userId !== claims.userId) {
     throw new AppError('UNAUTHORIZED', 'The job this token was issued for no longer exists', { reason: 'job_missing' });
   }
-  if (!LIVE_STATUSES.includes(job.status)) {
+  const scope = (access: PodAccess): PodScope => ({ jobId: job.id, userId: job.userId, status: job.status, access });
+  const current = job.tokenVersion === claims.tokenVersion;
+  // An upload token is issued for an ended job and bound to the version it was issued at: a
+  // later rotation replaces it like any other token.
+  if (claims.upload && current) return scope('upload');
+  if (!LIVE_STATUSES.includes(job.status) && !claims.upload) {
+    if (job.inWriteGrace && current) return scope('grace');
     await insertJobEventThrottled(db, { jobId: job.id, kind: 'token_rejected', reason: 'job_ended', detail: { status: job.status } });
     throw new AppError('UNAUTHORIZED', `The job has ended (${job.status}); its token no longer accepts writes`, { reason: 'job_ended' });
   }
-  if (job.tokenVersion !== claims.tokenVersion) {
+  if (!current) {
     await insertJobEventThrottled(db, {
       jobId: job.id,
       kind: 'token_rejected',
@@ -49,5 +65,18 @@ export async function authorizePod(deps: AppDeps, credential: Credential): Promi
     });
     throw new AppError('UNAUTHORIZED', 'This job token was revoked (a newer token was issued); use the current one', { reason: 'token_revoked' });
   }
-  return { jobId: job.id, userId: job.userId, status: job.status };
+  return scope('live');
+}
+
+/**
+ * For the procedures that act on the job rather than write to it (heartbeat, finish): an upload
+ * token may not, and says why in words a person running `sync` by mistake can act on.
+ */
+export function refuseUploadToken(pod: PodScope, procedure: 'pod.heartbeat' | 'pod.finish'): void {
+  if (pod.access !== 'upload') return;
+  throw new AppError(
+    'FORBIDDEN',
+    `This is an upload token for a job that has ended (${pod.status}): it may only upload predictions, metrics and logs (trainer sync), so ${procedure} is refused. To train again, deploy a new job.`,
+    { reason: 'job_ended' },
+  );
 }

@@ -12,7 +12,7 @@ import { endJob, getJob, insertJobEvent, insertJobEventThrottled, insertLogLines
 import { insertPredictions, type StorablePredictionRow } from '../../db/queries/predictions';
 import { toStorableText, type AlteredPath } from '../contract/text';
 import type { DatasetRow, PodReport } from '../../db/schema';
-import type { PodScope } from './pod-auth';
+import { refuseUploadToken, type PodScope } from './pod-auth';
 
 export interface PodConfig {
   jobId: string;
@@ -44,6 +44,7 @@ export async function podConfig(deps: AppDeps, pod: PodScope): Promise<PodConfig
 }
 
 export async function podHeartbeat(deps: AppDeps, pod: PodScope, input: z.output<typeof heartbeatInput>) {
+  refuseUploadToken(pod, 'pod.heartbeat');
   const db = deps.database.db;
   const report: PodReport = {
     mode: input.mode,
@@ -55,9 +56,11 @@ export async function podHeartbeat(deps: AppDeps, pod: PodScope, input: z.output
     ...(input.step !== undefined ? { step: input.step } : {}),
     ...(input.totalSteps !== undefined ? { totalSteps: input.totalSteps } : {}),
   };
+  // In the write grace after a completed finish the report (its counters now counting late
+  // rows) is kept, but the status stays completed: recordHeartbeat only moves pending/starting.
   await recordHeartbeat(db, { jobId: pod.jobId, report });
   await deps.live.jobChanged(pod.jobId, pod.userId);
-  if (pod.status !== 'running') {
+  if (pod.status === 'pending' || pod.status === 'starting') {
     await insertJobEvent(db, { jobId: pod.jobId, kind: 'pod_connected', detail: { mode: input.mode, env: input.env } });
   }
   const missing = Object.entries(input.env).filter(([, present]) => !present).map(([name]) => name);
@@ -70,7 +73,7 @@ export async function podHeartbeat(deps: AppDeps, pod: PodScope, input: z.output
       windowSeconds: 3600,
     });
   }
-  return { ok: true as const, cancelled: false };
+  return { ok: true as const };
 }
 
 type RejectedRow = z.infer<typeof rejectedRow>;
@@ -78,12 +81,12 @@ type RejectedRow = z.infer<typeof rejectedRow>;
 const MAX_REASONS_RECORDED = 10;
 
 /** Validates a batch row by row: one bad row is refused by index and reason, the rest go on. */
-function validateRows<T>(schema: z.ZodType<T>, rows: unknown[]): { valid: T[]; rejected: RejectedRow[] } {
-  const valid: T[] = [];
+function validateRows<T>(schema: z.ZodType<T>, rows: unknown[]): { valid: Array<{ index: number; row: T }>; rejected: RejectedRow[] } {
+  const valid: Array<{ index: number; row: T }> = [];
   const rejected: RejectedRow[] = [];
   rows.forEach((candidate, index) => {
     const parsed = schema.safeParse(candidate);
-    if (parsed.success) valid.push(parsed.data);
+    if (parsed.success) valid.push({ index, row: parsed.data });
     else rejected.push({ index, reason: reasonOf(parsed.error) });
   });
   return { valid, rejected };
@@ -103,13 +106,8 @@ export async function podWritePredictions(
   inputAltered: readonly AlteredPath[] = [],
 ): Promise<WritePredictionsOutput> {
   const alteredRows = new Set(inputAltered.filter((path) => path[0] === 'predictions' && typeof path[1] === 'number').map((path) => path[1]));
-  const parsed: Array<{ index: number; row: StorablePredictionRow }> = [];
-  const rejected: RejectedRow[] = [];
-  input.predictions.forEach((candidate, index) => {
-    const result = predictionRow.safeParse(candidate);
-    if (result.success) parsed.push({ index, row: { ...result.data, altered: alteredRows.has(index) } });
-    else rejected.push({ index, reason: reasonOf(result.error) });
-  });
+  const { valid, rejected } = validateRows(predictionRow, input.predictions);
+  const parsed = valid.map(({ index, row }) => ({ index, row: { ...row, altered: alteredRows.has(index) } satisfies StorablePredictionRow }));
   const db = deps.database.db;
   const stored = await insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows: parsed.map((p) => p.row) });
   if (stored.maxId !== null) await deps.live.predictionsStored(pod.jobId, pod.userId, stored.maxId);
@@ -135,7 +133,6 @@ export async function podWritePredictions(
   };
 }
 
-
 async function recordRejected(db: AppDeps['database']['db'], jobId: string, reason: string, rows: RejectedRow[]) {
   await insertJobEvent(db, { jobId, kind: 'predictions_rejected', detail: { reason, count: rows.length, examples: rows.slice(0, MAX_REASONS_RECORDED) } });
 }
@@ -147,7 +144,7 @@ function reasonOf(error: z.ZodError): string {
 export async function podWriteMetrics(deps: AppDeps, pod: PodScope, input: z.output<typeof writeMetricsInput>): Promise<WriteMetricsOutput> {
   const { valid, rejected } = validateRows(metricRow, input.metrics);
   // Within one batch the last point for a (name, step) wins, as a later log line would.
-  const byKey = new Map(valid.map((m) => [`${m.name}\u0000${m.step}`, m]));
+  const byKey = new Map(valid.map(({ row }) => [`${row.name}\u0000${row.step}`, row]));
   const { inserted, replaced } = await insertMetrics(deps.database.db, { jobId: pod.jobId, metrics: [...byKey.values()] });
   return { inserted, replaced, duplicates: valid.length - inserted - replaced, rejected };
 }
@@ -158,6 +155,10 @@ export async function podLog(deps: AppDeps, pod: PodScope, input: z.output<typeo
 }
 
 export async function podFinish(deps: AppDeps, pod: PodScope, input: z.output<typeof finishInput>) {
+  refuseUploadToken(pod, 'pod.finish');
+  // Again within the grace period (a second train(), a retried finish whose answer was lost):
+  // the job is completed already, and says so; what this call reports changes nothing.
+  if (pod.access === 'grace') return { ok: true as const, status: pod.status };
   const db = deps.database.db;
   const ended = await endJob(db, {
     jobId: pod.jobId,

@@ -171,6 +171,78 @@ describe('jobs.cancel and jobs.rotateToken', () => {
   });
 });
 
+// Decision (b), docs/decisions/0005-upload-tokens.md: an ended job can always take the rows a
+// pod kept in its spool, through an upload token that can do nothing else.
+describe('jobs.rotateToken on an ended job: the upload token', () => {
+  const row = (sampleIndex: number) => ({ epoch: 1, step: 10, sampleIndex, trigger: 'eval' as const, prompt: `p${sampleIndex}`, groundTruth: 'g', prediction: `x${sampleIndex}` });
+  const send = (procedure: string, input: unknown, token: string) => server.raw(procedure, { method: 'POST', body: JSON.stringify(input), token });
+  const refusal = (body: unknown) => {
+    const error = (body as { error?: { message: string; data: { httpStatus: number; reason: string | null } } }).error;
+    return { httpStatus: error?.data.httpStatus, reason: error?.data.reason, message: error?.message };
+  };
+
+  it("refuses a cancelled job's old token with job_ended; its upload token stores predictions, metrics and logs, and cannot heartbeat or finish", async () => {
+    const user = await createUser(server.deps);
+    const { jobId, token } = await createManualJob(server.deps, user.id);
+    const api = server.client(user.token);
+    await api.jobs.cancel.mutate({ jobId });
+    expect(refusal((await send('pod.writePredictions', { predictions: [row(0)] }, token)).body)).toMatchObject({ httpStatus: 401, reason: 'job_ended' });
+
+    const upload = await api.jobs.rotateToken.mutate({ jobId });
+    expect(upload.command).toMatch(/npm run trainer -- sync --spool /);
+    expect(upload.pythonCommand).toMatch(/predictions_callback\.py sync --spool /);
+    const uploadToken = upload.env.JOB_TOKEN;
+    const written = await send('pod.writePredictions', { predictions: [row(0), row(1), row(2)] }, uploadToken);
+    expect(written.status, JSON.stringify(written.body)).toBe(200);
+    // A sync run twice: the second upload stores nothing again.
+    expect((await send('pod.writePredictions', { predictions: [row(0), row(1), row(2)] }, uploadToken)).status).toBe(200);
+    expect((await send('pod.writeMetrics', { metrics: [{ step: 10, epoch: 1, name: 'loss', value: 1.5 }] }, uploadToken)).status).toBe(200);
+    expect((await send('pod.log', { lines: [{ level: 'info', message: 'synced from the spool' }] }, uploadToken)).status).toBe(200);
+    expect((await server.raw('pod.config', { token: uploadToken })).status).toBe(200);
+
+    for (const [procedure, input] of [
+      ['pod.heartbeat', { status: 'running' }],
+      ['pod.finish', { status: 'completed' }],
+    ] as const) {
+      const answer = refusal((await send(procedure, input, uploadToken)).body);
+      expect(answer, procedure).toMatchObject({ httpStatus: 403, reason: 'job_ended' });
+      expect(answer.message, procedure).toMatch(/upload token for a job that has ended \(cancelled\).*may only upload predictions, metrics and logs/);
+    }
+
+    const job = await api.jobs.get.query({ jobId });
+    expect(job).toMatchObject({ status: 'cancelled', predictionCount: 3, lastHeartbeatAt: null });
+    expect((await api.jobs.metrics.query({ jobId })).points).toHaveLength(1);
+    expect((await api.jobs.logs.query({ jobId })).lines.map((l) => l.message)).toContain('synced from the spool');
+    // The old token stays refused as an ended job's, not as a revoked one.
+    expect(refusal((await send('pod.writePredictions', { predictions: [row(3)] }, token)).body)).toMatchObject({ httpStatus: 401, reason: 'job_ended' });
+  });
+
+  it('a newer upload token revokes the one before; a failed job gets one too', async () => {
+    const user = await createUser(server.deps);
+    const { jobId, token } = await createManualJob(server.deps, user.id);
+    expect((await send('pod.finish', { status: 'failed', error: 'out of memory' }, token)).status).toBe(200);
+    const api = server.client(user.token);
+    const first = (await api.jobs.rotateToken.mutate({ jobId })).env.JOB_TOKEN;
+    expect((await send('pod.writePredictions', { predictions: [row(0)] }, first)).status).toBe(200);
+    const second = (await api.jobs.rotateToken.mutate({ jobId })).env.JOB_TOKEN;
+    expect(refusal((await send('pod.writePredictions', { predictions: [row(1)] }, first)).body)).toMatchObject({ httpStatus: 401, reason: 'token_revoked' });
+    expect((await send('pod.writePredictions', { predictions: [row(1)] }, second)).status).toBe(200);
+    expect((await api.jobs.get.query({ jobId })).predictionCount).toBe(2);
+  });
+
+  it("another user cannot rotate an ended job's token: NOT_FOUND, and the owner's upload token still works", async () => {
+    const owner = await createUser(server.deps);
+    const { jobId } = await createManualJob(server.deps, owner.id);
+    const api = server.client(owner.token);
+    await api.jobs.cancel.mutate({ jobId });
+    const upload = (await api.jobs.rotateToken.mutate({ jobId })).env.JOB_TOKEN;
+    const stranger = server.client((await createUser(server.deps)).token);
+    const failure = await stranger.jobs.rotateToken.mutate({ jobId }).catch((e: unknown) => e);
+    expect(errorDetails(failure)).toMatchObject({ httpStatus: 404, message: 'Job not found' });
+    expect((await send('pod.writePredictions', { predictions: [row(0)] }, upload)).status).toBe(200);
+  });
+});
+
 describe('jobs.onUpdate', () => {
   type Update = { id: string; status: string; predictionCount: number; progress: { step: number | null } };
   const until = async (updates: Update[], done: (u: Update) => boolean) => {

@@ -5,9 +5,10 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { jobEvents, trainingPredictions } from '../../db/schema';
+import { sql } from 'drizzle-orm';
+import { jobEvents, trainingJobs, trainingPredictions } from '../../db/schema';
 import { FIELD_LIMITS, PREDICTION_BATCH_MAX } from '../contract/pod.schemas';
-import { useTestServer, type TestServer } from '../test-support/server';
+import { startTestServer, useTestServer, type TestServer } from '../test-support/server';
 import { createManualJob, createUser } from '../test-support/factories';
 import { craftJobToken, FOREIGN_KEY, unsignedJobToken } from '../test-support/tokens';
 
@@ -220,6 +221,110 @@ describe('bad tokens', () => {
       expect(res.status, procedure).toBe(403);
     }
     expect((await post('jobs.cancel', { jobId }, token)).status).toBe(403);
+  });
+});
+
+// Decision (a), docs/decisions/0004-late-predictions.md: rows made after training ends
+// (evaluate() after train(), a second train()) still land for a while after a completed finish.
+describe('after pod.finish({ status: "completed" }): the write grace period', () => {
+  const reasonOf = (body: unknown) => (body as { error?: { data: { reason: string | null } } }).error?.data.reason;
+  const heartbeat = { status: 'finishing', mode: 'cloud', env: { JOB_ID: true, JOB_TOKEN: true, API_URL: true }, step: 15, totalSteps: 15, counters: { generated: 8, persisted: 8, spooled: 0, rejected: 0 }, triggerFires: 2 };
+
+  /** A job its pod ran and completed, with 5 rows stored during training. */
+  async function completedJob(on: TestServer = server) {
+    const user = await createUser(on.deps);
+    const job = await createManualJob(on.deps, user.id);
+    const api = on.client(user.token);
+    const send = (procedure: string, input: unknown) => on.raw(procedure, { method: 'POST', body: JSON.stringify(input), token: job.token });
+    expect((await send('pod.heartbeat', { ...heartbeat, status: 'running' })).status).toBe(200);
+    expect((await send('pod.writePredictions', { predictions: rows(5) })).status).toBe(200);
+    expect((await send('pod.finish', { status: 'completed' })).status).toBe(200);
+    return { ...job, api, send };
+  }
+
+  it('the token still writes predictions, metrics, logs and heartbeats, reads its config, and a second finish is a no-op; the job stays completed', async () => {
+    const { jobId, token, api, send } = await completedJob();
+    const finishedAt = (await api.jobs.get.query({ jobId })).finishedAt;
+
+    const late = await send('pod.writePredictions', { predictions: rows(3, 5) });
+    expect(late.status, JSON.stringify(late.body)).toBe(200);
+    expect(dataOf<{ inserted: number }>(late.body).inserted).toBe(3);
+    expect((await send('pod.writeMetrics', { metrics: [{ step: 16, epoch: 3, name: 'eval/loss', value: 0.5 }] })).status).toBe(200);
+    expect((await send('pod.log', { lines: [{ level: 'info', message: 'evaluate() after train()' }] })).status).toBe(200);
+    expect((await server.raw('pod.config', { token })).status).toBe(200);
+    expect((await send('pod.heartbeat', heartbeat)).status).toBe(200);
+    const again = await send('pod.finish', { status: 'failed', error: 'a second train() crashed' });
+    expect(again.status).toBe(200);
+    expect(dataOf<{ ok: boolean; status: string }>(again.body)).toEqual({ ok: true, status: 'completed' });
+
+    const job = await api.jobs.get.query({ jobId });
+    expect(job).toMatchObject({ status: 'completed', error: null, finishedAt, predictionCount: 8 });
+    expect(job.podReport?.counters.generated).toBe(8); // the late heartbeat's report is kept
+    expect((await api.jobs.metrics.query({ jobId })).points).toContainEqual({ step: 16, epoch: 3, name: 'eval/loss', value: 0.5 });
+    expect((await api.jobs.logs.query({ jobId })).lines.map((l) => l.message)).toContain('evaluate() after train()');
+    // A late heartbeat is not a pod connecting again, and nothing was refused.
+    const kinds = (await eventsFor(jobId)).map((e) => e.kind);
+    expect(kinds.filter((k) => k === 'pod_connected')).toHaveLength(1);
+    expect(kinds).not.toContain('token_rejected');
+  });
+
+  it('once the grace period is over, the token is refused everywhere with reason job_ended', async () => {
+    const { jobId, token, send } = await completedJob();
+    expect((await send('pod.writePredictions', { predictions: rows(1, 5) })).status).toBe(200);
+    // The job finished longer ago than the grace period (an hour by default).
+    await server.database.db.update(trainingJobs).set({ finishedAt: sql`now() - interval '3601 seconds'` }).where(eq(trainingJobs.id, jobId));
+    const config = await server.raw('pod.config', { token });
+    expect(config.status).toBe(401);
+    expect(reasonOf(config.body)).toBe('job_ended');
+    for (const [procedure, input] of [
+      ['pod.writePredictions', { predictions: rows(1, 9) }],
+      ['pod.writeMetrics', { metrics: [{ step: 16, epoch: 3, name: 'loss', value: 1 }] }],
+      ['pod.log', { lines: [{ message: 'too late' }] }],
+      ['pod.heartbeat', heartbeat],
+      ['pod.finish', { status: 'completed' }],
+    ] as const) {
+      const res = await send(procedure, input);
+      expect(res.status, procedure).toBe(401);
+      expect(messageOf(res.body), procedure).toMatch(/has ended \(completed\)/);
+      expect(reasonOf(res.body), procedure).toBe('job_ended');
+    }
+    expect(await storedFor(jobId)).toHaveLength(6);
+  });
+
+  it('with FINISHED_JOB_WRITE_GRACE_SECONDS=0 a completed job refuses its token at once', async () => {
+    // Another instance on the same database, with the same keys (so each accepts the other's tokens).
+    const keys = { SESSION_SECRET: new TextDecoder().decode(server.deps.secrets.session), JOB_TOKEN_SECRET: new TextDecoder().decode(server.deps.secrets.jobToken) };
+    const strict = await startTestServer({ ...keys, FINISHED_JOB_WRITE_GRACE_SECONDS: '0' }, { database: server.database });
+    try {
+      const { jobId, token, send } = await completedJob(strict);
+      const res = await send('pod.writePredictions', { predictions: rows(1, 5) });
+      expect(res.status).toBe(401);
+      expect(reasonOf(res.body)).toBe('job_ended');
+      expect(await storedFor(jobId)).toHaveLength(5);
+      // The same token, at the same moment, to a server with the default grace period: stored.
+      expect((await post('pod.writePredictions', { predictions: rows(1, 5) }, token)).status).toBe(200);
+      expect(await storedFor(jobId)).toHaveLength(6);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it('a failed finish or a cancel still refuses the token at once, a live rotation revokes it, and a write past the token check when cancel lands is stored', async () => {
+    const user = await createUser(server.deps);
+    const failed = await createManualJob(server.deps, user.id);
+    expect((await post('pod.finish', { status: 'failed', error: 'boom' }, failed.token)).status).toBe(200);
+    const refused = await post('pod.writePredictions', { predictions: rows(1) }, failed.token);
+    expect([refused.status, reasonOf(refused.body)]).toEqual([401, 'job_ended']);
+
+    // Cancel and a batch race: whichever wins, every answered row is stored and nothing is half-written.
+    const racing = await createManualJob(server.deps, user.id);
+    const api = server.client(user.token);
+    const [write] = await Promise.all([post('pod.writePredictions', { predictions: rows(50) }, racing.token), api.jobs.cancel.mutate({ jobId: racing.jobId })]);
+    const stored = await storedFor(racing.jobId);
+    if (write.status === 200) expect(stored).toHaveLength(50);
+    else expect([write.status, reasonOf(write.body), stored.length]).toEqual([401, 'job_ended', 0]);
+    const after = await post('pod.writePredictions', { predictions: rows(1, 50) }, racing.token);
+    expect([after.status, reasonOf(after.body)]).toEqual([401, 'job_ended']);
   });
 });
 

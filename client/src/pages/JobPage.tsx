@@ -188,6 +188,23 @@ function JobHeader({ job }: { job: JobDetail }) {
             {rotate.isPending ? 'Issuing…' : 'Rotate token'}
           </button>
         )}
+        {!live && (
+          // An ended job's token no longer writes; an upload token (writes only) lets a pod's kept spool be synced.
+          <>
+            <button
+              type="button"
+              className="button-quiet"
+              onClick={() => rotate.mutate({ jobId: job.id })}
+              disabled={rotate.isPending}
+              aria-describedby="upload-token-why"
+            >
+              {rotate.isPending ? 'Issuing…' : 'New upload token'}
+            </button>
+            <span id="upload-token-why" className="muted">
+              to upload a spool a pod kept
+            </span>
+          </>
+        )}
         {live && (
           <button type="button" className="button-danger-quiet" onClick={() => setConfirming(true)}>
             Cancel job
