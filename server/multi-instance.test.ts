@@ -30,17 +30,19 @@ const SHARED_SECRETS = { SESSION_SECRET: 's'.repeat(40), JOB_TOKEN_SECRET: 'j'.r
 /**
  * Stands in for the trainer under the local launcher: records each start and its three
  * variables (so the test can act as the pod), then stays alive until stopped, or until the
- * server that started it is gone.
+ * test process is gone (a local trainer outlives the server that started it).
  */
 const POD_STAND_IN = `
 const fs = require('node:fs');
 const path = require('node:path');
 const dir = process.argv[1];
+const testRunner = Number(process.argv[2]);
 const file = path.join(dir, process.env.JOB_ID);
 fs.appendFileSync(file + '.starts', 'started\\n');
 fs.writeFileSync(file + '.tmp', JSON.stringify({ JOB_ID: process.env.JOB_ID, JOB_TOKEN: process.env.JOB_TOKEN, API_URL: process.env.API_URL }));
 fs.renameSync(file + '.tmp', file + '.json');
-setInterval(() => { try { process.kill(Number(process.env.TRAINER_PARENT_PID), 0); } catch { process.exit(1); } }, 500);
+// Local trainers outlive their server now; this one ends with the test run that started it.
+setInterval(() => { try { process.kill(testRunner, 0); } catch { process.exit(1); } }, 500);
 `;
 
 interface Instance {
@@ -74,7 +76,7 @@ function instanceEnv(dataDir: string): Record<string, string> {
   return {
     ...SHARED_SECRETS,
     DATA_DIR: dataDir,
-    LOCAL_TRAINER_COMMAND: JSON.stringify([process.execPath, '-e', POD_STAND_IN, podDir]),
+    LOCAL_TRAINER_COMMAND: JSON.stringify([process.execPath, '-e', POD_STAND_IN, podDir, String(process.pid)]),
   };
 }
 
@@ -244,16 +246,20 @@ describe(`two server instances on one database (${process.env.TEST_DATABASE_URL 
     const kinds = async () => (await listJobEvents(database.db, { jobId: local.job.id })).map((e) => e.kind);
     expect(await kinds()).not.toContain('orphaned');
 
-    // Restarting A stops its trainer process; the restarted A fails the job, once, with why.
+    // Restarting A leaves its trainer running: the restarted A takes the job back (no second
+    // start, no failure), and the pod's token still works on either instance.
     a = await restart(a);
-    const failed = await userOn(b).jobs.get.query({ jobId: local.job.id });
-    expect(failed.status).toBe('failed');
-    expect(failed.error).toMatch(/server restarted while this job was running/);
-    await expect(client(b, env.JOB_TOKEN).pod.heartbeat.mutate({ status: 'running' })).rejects.toThrow();
+    await client(b, env.JOB_TOKEN).pod.heartbeat.mutate({ status: 'running' });
+    expect((await userOn(b).jobs.get.query({ jobId: local.job.id })).status).toBe('running');
     a = await restart(a);
     b = await restart(b);
-    expect((await kinds()).filter((kind) => kind === 'orphaned')).toHaveLength(1);
+    await client(a, env.JOB_TOKEN).pod.heartbeat.mutate({ status: 'running' });
+    expect(await kinds()).not.toContain('orphaned');
+    expect((await kinds()).filter((kind) => kind === 'adopted')).toHaveLength(2);
     expect(await startsOf(local.job.id)).toBe(1);
+    // Cancel on the instance that runs it stops the trainer it adopted.
+    await userOn(a).jobs.cancel.mutate({ jobId: local.job.id });
+    await expect(client(b, env.JOB_TOKEN).pod.heartbeat.mutate({ status: 'running' })).rejects.toThrow();
 
     // The manual job, owned by no instance, went through all of it untouched.
     expect(['pending', 'running']).toContain((await userOn(a).jobs.get.query({ jobId: job.id })).status);

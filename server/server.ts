@@ -9,7 +9,7 @@ import { createDeps, type AppDeps, type ServerConfig } from './deps';
 import type { AppConfig } from './env';
 import type { LauncherRegistry } from './launchers/types';
 import { resolveInstanceId, resolveSecrets } from './secrets';
-import { failOrphanedLocalJobs } from './jobs/jobs.service';
+import { adoptLocalJobs } from './jobs/jobs.service';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock';
 
 export interface RunningServer {
@@ -76,8 +76,14 @@ async function startOn(database: Database, config: AppConfig, options: StartOpti
   const instanceId = await resolveInstanceId(config.dataDir);
   const deps = createDeps(resolved, database, secrets, { instanceId, ...(options.launchers ? { launchers: options.launchers } : {}) });
   await deps.live.start();
-  const orphaned = await failOrphanedLocalJobs(deps);
-  if (orphaned > 0) console.warn(`[server] ${orphaned} local job(s) were left running by a previous start; marked failed`);
+  const adopted = await adoptLocalJobs(deps);
+  const taken = adopted.following + adopted.ended + adopted.queued;
+  if (taken > 0) {
+    console.warn(
+      `[server] took back ${taken} local job(s) from before the restart: ${adopted.following} trainer(s) still running, ${adopted.ended} ended while the server was down, ${adopted.queued} queued again`,
+    );
+  }
+  if (adopted.failed > 0) console.warn(`[server] ${adopted.failed} local job(s) could not be taken back (no local launcher); marked failed`);
   ready.app = createApp(deps, options);
   return {
     url,

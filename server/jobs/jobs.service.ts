@@ -352,20 +352,6 @@ export async function adoptLocalJobs(deps: AppDeps): Promise<{ following: number
   return { ...counts, failed: 0 };
 }
 
-/**
- * What server.ts calls at start (its name is from when a restart could only fail these jobs):
- * adopts them (adoptLocalJobs) and returns how many had to be failed.
- */
-export async function failOrphanedLocalJobs(deps: AppDeps): Promise<number> {
-  const adopted = await adoptLocalJobs(deps);
-  const total = adopted.following + adopted.ended + adopted.queued;
-  if (total > 0) {
-    console.warn(
-      `[server] took back ${total} local job(s) from before the restart: ${adopted.following} trainer(s) still running, ${adopted.ended} ended while the server was down, ${adopted.queued} queued again`,
-    );
-  }
-  return adopted.failed;
-}
 
 /**
  * The user's jobs as they change (status, progress, heartbeats), from any server instance.
