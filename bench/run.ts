@@ -4,7 +4,7 @@
 //
 //   BENCH_DATABASE_URL  postgres://postgres@127.0.0.1:5432/predictions_bench (created and dropped)
 //   BENCH_QUICK=1       small sizes, for developing the bench itself (results are not written)
-//   BENCH_ONLY=ingest,list,live,spa,pglite   run only these sections
+//   BENCH_ONLY=ingest,list,live,spa,pglite,spool   run only these sections
 //   BENCH_KEEP_DB=1     keep the database afterwards (and reuse a seeded one: skips re-seeding)
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -23,12 +23,14 @@ import { renderReadme, renderTable } from './report';
 import { seedListing } from './seed';
 import { measureSpa, type SpaResult } from './spa';
 import { runPglite, type PgliteResults } from './pglite';
+import { describeSpoolBench, runSpoolBench, type SpoolBenchResults } from './spool';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const databaseUrl = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/predictions_bench';
 const quick = process.env.BENCH_QUICK === '1';
 const keepDb = process.env.BENCH_KEEP_DB === '1';
-const only = new Set((process.env.BENCH_ONLY || 'ingest,list,live,spa,pglite').split(',').map((s) => s.trim()));
+const SECTIONS = 'ingest,list,live,spa,pglite,spool';
+const only = new Set((process.env.BENCH_ONLY || SECTIONS).split(',').map((s) => s.trim()));
 const POOL_SIZE = 10;
 
 export interface Results {
@@ -45,6 +47,8 @@ export interface Results {
   live: LiveRow[];
   spa: SpaResult | null;
   pglite: PgliteResults | null;
+  /** The trainer's write-ahead spool: cost per trigger fire on the training loop (bench/spool.ts). */
+  spool?: SpoolBenchResults | null;
   targets: Array<{ target: string; value: string; met: boolean | null }>;
 }
 
@@ -129,6 +133,7 @@ async function main(): Promise<void> {
     live: [],
     spa: null,
     pglite: null,
+    spool: null,
     targets: [],
   };
   try {
@@ -168,6 +173,11 @@ async function main(): Promise<void> {
     log('pglite');
     results.pglite = await runPglite({ quick, log });
   }
+  if (only.has('spool')) {
+    log('spool (trainer write-ahead log)');
+    results.spool = await runSpoolBench({ quick, log });
+    for (const line of describeSpoolBench(results.spool)) log(`  ${line}`);
+  }
   if (only.has('spa')) {
     log('spa: vite build');
     results.spa = await measureSpa(path.join(BENCH_DIR, 'out', 'spa'));
@@ -178,7 +188,7 @@ async function main(): Promise<void> {
   results.targets = evaluateTargets(results);
   const table = renderTable(results);
   console.log(`\n${table}`);
-  if (quick || only.size < 5) {
+  if (quick || only.size < SECTIONS.split(',').length) {
     log('quick or partial run: bench/results.json and bench/README.md left as they were (written to bench/out/)');
     await writeFile(path.join(BENCH_DIR, 'out', 'results.partial.json'), `${JSON.stringify(results, null, 2)}\n`);
   } else {

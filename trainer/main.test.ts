@@ -1,6 +1,9 @@
 // The pod program end to end: `trainer/main.ts` as a child process with only the pod's
 // variables, against a real server (startTestServer), for each trigger, through a server
-// outage (a TCP proxy that goes dark mid-run), and in local mode followed by `sync`.
+// outage (a TCP proxy that goes dark mid-run), and in local mode followed by `sync`; and the
+// faults of issue 13: kill -9 while the server hangs, a revoked token, a small body limit
+// (413), a token with a trailing newline, a console whose reader died, and no credential in
+// anything the trainer printed or logged.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer as createTcpServer, connect, type Server as TcpServer, type Socket } from 'node:net';
@@ -11,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { jobConfig, type JobConfig } from '../server/contract/job-config';
 import { uploadDataset } from '../server/datasets/datasets.service';
 import { createManualJob, createUser } from '../server/test-support/factories';
-import { useTestServer, type TestServer } from '../server/test-support/server';
+import { startTestServer, useTestServer, type TestServer } from '../server/test-support/server';
 import { expectedKeysFor, storedPredictionKeys } from '../server/test-support/prediction-keys';
 import { until } from '../server/test-support/wait';
 
@@ -62,14 +65,14 @@ function spawnTrainer(env: Record<string, string>, args: string[] = [], timeoutM
   return { child, done };
 }
 
-async function exampleJob(config: { training?: Partial<JobConfig['training']>; predictions?: Partial<JobConfig['predictions']> }) {
-  const user = await createUser(server.deps);
-  const dataset = await uploadDataset(server.deps, user.id, { name: 'example', jsonl: readFileSync(EXAMPLE, 'utf8') });
-  const job = await createManualJob(server.deps, user.id, { datasetId: dataset.id, config });
+async function exampleJob(config: { training?: Partial<JobConfig['training']>; predictions?: Partial<JobConfig['predictions']> }, on: TestServer = server) {
+  const user = await createUser(on.deps);
+  const dataset = await uploadDataset(on.deps, user.id, { name: 'example', jsonl: readFileSync(EXAMPLE, 'utf8') });
+  const job = await createManualJob(on.deps, user.id, { datasetId: dataset.id, config });
   return { user, ...job, config: jobConfig.parse({ datasetId: dataset.id, launcher: 'manual', ...config }) };
 }
 
-const storedKeys = (jobId: string) => storedPredictionKeys(server.database.db, jobId);
+const storedKeys = (jobId: string, on: TestServer = server) => storedPredictionKeys(on.database.db, jobId);
 const expectedKeys = (config: JobConfig) => expectedKeysFor(config, EXAMPLE_ROWS);
 
 function meanBy<T>(items: T[], key: (item: T) => number, value: (item: T) => number): Map<number, number> {
@@ -252,13 +255,199 @@ describe('trainer/main.ts against the real server', () => {
   });
 });
 
-/** A TCP proxy that can go dark (refuse and drop every connection) and come back on the same port. */
+describe('issue 13: nothing generated is lost, every answer handled, no credential printed', () => {
+  const FIRED = /Trigger "\w+" fired at step (\d+) /g;
+  const firedSteps = (output: string) => new Set([...output.matchAll(FIRED)].map((m) => Number(m[1])));
+  const keyStep = (key: string) => Number(key.split('/')[1]);
+  const spoolOf = (jobId: string) => path.join(spoolDir, `${jobId}.jsonl`);
+
+  /** No token, nor any 20-character piece of one, in `text`. */
+  function expectNoCredential(text: string, tokens: readonly string[]) {
+    for (const token of tokens) {
+      expect(text.includes(token), 'the whole token was printed').toBe(false);
+      for (let i = 0; i + 20 <= token.length; i++) {
+        const piece = token.slice(i, i + 20);
+        if (text.includes(piece)) throw new Error(`a 20-character piece of a token (at offset ${i}) was printed or logged`);
+      }
+    }
+  }
+
+  async function podLog(on: TestServer, userToken: string, jobId: string): Promise<string> {
+    const logs = await on.client(userToken).jobs.logs.query({ jobId });
+    return logs.lines.map((l) => l.message).join('\n');
+  }
+
+  it('kill -9 while the server hangs loses nothing: sync stores every generated row exactly once, and a second run resumes from the spool', async () => {
+    const job = await exampleJob({ training: { epochs: 30, evalStrategy: 'no' }, predictions: { sampleFrequency: 'steps', stepInterval: 5 } });
+    const proxy = await startProxy(new URL(server.url).port);
+    try {
+      const { child, done } = spawnTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: proxy.url, TRAINER_SPOOL_DIR: spoolDir }, [], 120_000);
+      let output = '';
+      child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      await until(() => storedKeys(job.jobId), (keys) => keys.length > 0, 'the first stored predictions');
+      proxy.hang();
+      const firedAtHang = firedSteps(output).size;
+      // Rows generated while every request hangs: the old writer held them in memory for ~75 s.
+      await until(() => firedSteps(output).size, (n) => n >= firedAtHang + 5, 'five more trigger fires while the server hangs');
+      child.kill('SIGKILL');
+      const killed = await done;
+      expect(killed.code, killed.output).toBeNull();
+
+      const steps = firedSteps(killed.output);
+      const expected = expectedKeys(job.config);
+      const generated = expected.filter((key) => steps.has(keyStep(key)));
+      const storedAtKill = await storedKeys(job.jobId);
+      expect(storedAtKill.length, 'rows were generated but not acknowledged when the pod died').toBeLessThan(generated.length);
+
+      const sync = await runTrainer({ JOB_TOKEN: job.token, API_URL: server.url }, ['sync', '--spool', spoolOf(job.jobId)]);
+      expect(sync.code, sync.output).toBe(0);
+      const stored = await storedKeys(job.jobId);
+      expect(stored.filter((key) => !expected.includes(key))).toEqual([]);
+      expect(generated.filter((key) => !stored.includes(key)), 'generated rows missing after sync').toEqual([]);
+      // At most the fire being written at the kill (on disk, not yet logged) comes on top.
+      const perFire = expected.length / new Set(expected.map(keyStep)).size;
+      expect(stored.length - generated.length).toBeLessThanOrEqual(perFire);
+      const summary = /SYNC SUMMARY rows=(\d+) stored=(\d+) \(new=(\d+) already-stored=(\d+) replaced=0\) altered=0 rejected=0 not-sent=0/.exec(sync.output);
+      expect(summary, sync.output).not.toBeNull();
+      expect(Number(summary?.[3])).toBe(stored.length - storedAtKill.length);
+
+      // The same job again (same spool directory): it uploads what the killed run left first,
+      // each row once (already stored ones come back as duplicates), then trains to the end.
+      const rerun = await runTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: server.url, TRAINER_SPOOL_DIR: spoolDir }, [], 120_000);
+      expect(rerun.code, rerun.output).toBe(0);
+      expect(rerun.output).toMatch(/recoveredFromSpool=\d+/);
+      expect(await storedKeys(job.jobId)).toEqual(expected);
+      expect(existsSync(spoolOf(job.jobId))).toBe(false);
+    } finally {
+      await proxy.close();
+    }
+  }, 240_000);
+
+  it('revoked mid-run behind a 16 KiB body limit: rows stay in the spool, one line says how to rotate and sync; after jobs.rotateToken, sync splits on 413 and stores each row once; no token printed or logged', async () => {
+    const small = await startTestServer({ MAX_BODY_BYTES: String(16 * 1024) });
+    try {
+      const job = await exampleJob({ training: { epochs: 30, evalStrategy: 'no' }, predictions: { sampleFrequency: 'steps', stepInterval: 3 } }, small);
+      const user = small.client(job.user.token);
+      const { done } = spawnTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: small.url, TRAINER_SPOOL_DIR: spoolDir }, [], 120_000);
+      await until(() => storedKeys(job.jobId, small), (keys) => keys.length > 0, 'the first stored predictions');
+      const rotated = await user.jobs.rotateToken.mutate({ jobId: job.jobId });
+      const run = await done;
+      expect(run.code, run.output).toBe(2);
+      const refusals = run.output.split('\n').filter((line) => /refused the job token \(HTTP 401, token_revoked/.test(line));
+      expect(refusals, run.output).toHaveLength(1);
+      expect(refusals[0]).toMatch(/rotate the token on the job page \(or jobs\.rotateToken\) and run: JOB_TOKEN=<the new token> API_URL=http:\/\/127\.0\.0\.1:\d+ npm run trainer -- sync --spool /);
+      const summary = /SUMMARY status=completed mode=cloud missing=none generated=(\d+) persisted=(\d+) spooled=(\d+) rejected=0/.exec(run.output);
+      expect(summary, run.output).not.toBeNull();
+      const [generated, persisted, spooled] = (summary ?? []).slice(1).map(Number);
+      expect(spooled).toBeGreaterThan(0);
+      expect(generated).toBe((persisted ?? 0) + (spooled ?? 0));
+      const expected = expectedKeys(job.config);
+      expect(generated).toBe(expected.length);
+
+      // The spool is one batch far over 16 KiB: the sync must split it, not drop it.
+      const sync = await runTrainer({ JOB_TOKEN: `${rotated.env.JOB_TOKEN}\n`, API_URL: small.url }, ['sync', '--spool', spoolOf(job.jobId), '--finish', '--verbose']);
+      expect(sync.code, sync.output).toBe(0);
+      expect(sync.output).toMatch(/too large \(HTTP 413\); sending it in halves/);
+      expect(sync.output).toContain(`SYNC SUMMARY rows=${spooled} stored=${spooled} (new=${spooled} already-stored=0 replaced=0) altered=0 rejected=0 not-sent=0`);
+      expect(await storedKeys(job.jobId, small)).toEqual(expected);
+      expect((await user.jobs.get.query({ jobId: job.jobId })).status).toBe('completed');
+
+      const tokens = [job.token, rotated.env.JOB_TOKEN];
+      expectNoCredential(run.output, tokens);
+      expectNoCredential(sync.output, tokens);
+      expectNoCredential(await podLog(small, job.user.token, job.jobId), tokens);
+    } finally {
+      await small.close();
+    }
+  }, 240_000);
+
+  it('no credential in anything printed or logged with a token the server refuses (401) or a server that is down', async () => {
+    const job = await exampleJob({ training: { epochs: 1 }, predictions: { sampleFrequency: 'epoch' } });
+    const [head, payload, signature] = job.token.split('.');
+    // A well-formed token with another signature: the server answers 401.
+    const forged = `${head}.${payload}.${signature?.slice(0, -6)}AAAAAA`;
+    const refused = await runTrainer({ JOB_ID: job.jobId, JOB_TOKEN: forged, API_URL: server.url, TRAINER_SPOOL_DIR: spoolDir });
+    expect(refused.code, refused.output).toBe(1);
+    expect(refused.output).toMatch(/refused the job token/);
+
+    const local = await runTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, TRAINER_SPOOL_DIR: spoolDir }, ['--config', writeConfig(job.config), '--dataset', EXAMPLE]);
+    expect(local.code, local.output).toBe(2);
+    const down = await closedPort();
+    const unreachable = await runTrainer({ JOB_TOKEN: job.token, API_URL: `http://127.0.0.1:${down}` }, ['sync', '--spool', spoolOf(job.jobId), '--drain-timeout', '1']);
+    expect(unreachable.code, unreachable.output).toBe(2);
+    expect(unreachable.output).toMatch(/could not be reached in time/);
+
+    const tokens = [job.token, forged];
+    for (const output of [refused.output, local.output, unreachable.output]) expectNoCredential(output, tokens);
+    expectNoCredential(await podLog(server, job.user.token, job.jobId), tokens);
+  }, 120_000);
+
+  it('a malformed JOB_TOKEN is a configuration error naming JOB_TOKEN (never its value), and the run goes to local mode with a spool', async () => {
+    const job = await exampleJob({ training: { epochs: 1 }, predictions: { sampleFrequency: 'epoch' } });
+    const broken = job.token.replaceAll('.', '');
+    const run = await runTrainer({ JOB_ID: job.jobId, JOB_TOKEN: broken, API_URL: server.url, TRAINER_SPOOL_DIR: spoolDir }, ['--config', writeConfig(job.config), '--dataset', EXAMPLE]);
+    expect(run.code, run.output).toBe(2);
+    expect(run.output).toMatch(/ERROR JOB_TOKEN is set but is not a job token/);
+    expect(run.output).toMatch(/LOCAL MODE: JOB_TOKEN is set but unusable/);
+    expect(run.output).toMatch(/SUMMARY status=completed mode=local missing=JOB_TOKEN generated=(\d+) persisted=0 spooled=\1 rejected=0/);
+    expectNoCredential(run.output, [broken, job.token]);
+    expect(await storedKeys(job.jobId)).toEqual([]);
+  });
+
+  it('a JOB_TOKEN read from a file, trailing newline and all, works', async () => {
+    const job = await exampleJob({ training: { epochs: 1 }, predictions: { sampleFrequency: 'epoch' } });
+    const run = await runTrainer({ JOB_ID: `${job.jobId}\n`, JOB_TOKEN: `${job.token}\n`, API_URL: `${server.url}\n`, TRAINER_SPOOL_DIR: spoolDir });
+    expect(run.code, run.output).toBe(0);
+    expect(await storedKeys(job.jobId)).toEqual(expectedKeys(job.config));
+  });
+
+  it('keeps training and storing when the reader of its stdout and stderr dies (EPIPE)', async () => {
+    const job = await exampleJob({ training: { epochs: 10, evalStrategy: 'no' }, predictions: { sampleFrequency: 'steps', stepInterval: 5 } });
+    const { child, done } = spawnTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: server.url, TRAINER_SPOOL_DIR: spoolDir });
+    await until(() => storedKeys(job.jobId), (keys) => keys.length > 0, 'the first stored predictions');
+    child.stdout?.destroy();
+    child.stderr?.destroy();
+    const run = await done;
+    expect(run.code, run.output).toBe(0);
+    expect(await storedKeys(job.jobId)).toEqual(expectedKeys(job.config));
+    const detail = await server.client(job.user.token).jobs.get.query({ jobId: job.jobId });
+    expect(detail.status).toBe('completed');
+  });
+});
+
+function writeConfig(config: JobConfig): string {
+  const file = path.join(spoolDir, 'config.json');
+  writeFileSync(file, JSON.stringify(config));
+  return file;
+}
+
+/** A loopback port with nothing listening (bound, then closed). */
+async function closedPort(): Promise<number> {
+  const probe = createTcpServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/**
+ * A TCP proxy that can go dark (refuse and drop every connection) and come back on the same
+ * port, or hang (accept connections and never answer, as a stuck server or load balancer does).
+ */
 async function startProxy(targetPort: string) {
   const sockets = new Set<Socket>();
   let listener: TcpServer | null = null;
   let port = 0;
+  let hanging = false;
   const listen = async () => {
     listener = createTcpServer((client) => {
+      if (hanging) {
+        sockets.add(client);
+        client.once('close', () => sockets.delete(client));
+        client.on('error', () => undefined);
+        client.resume(); // read and ignore: the request is taken, no answer ever comes
+        return;
+      }
       const upstream = connect(Number(targetPort), '127.0.0.1');
       for (const s of [client, upstream]) {
         sockets.add(s);
@@ -276,6 +465,11 @@ async function startProxy(targetPort: string) {
     for (const s of sockets) s.destroy();
     if (closing) await new Promise<void>((resolve) => closing.close(() => resolve()));
   };
+  const hang = () => {
+    hanging = true;
+    // Open keep-alive connections go silent too: drop them so the next request meets the hang.
+    for (const s of sockets) s.destroy();
+  };
   await listen();
-  return { url: `http://127.0.0.1:${port}`, cut, restore: listen, close: cut };
+  return { url: `http://127.0.0.1:${port}`, cut, restore: listen, close: cut, hang };
 }

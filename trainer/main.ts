@@ -12,6 +12,14 @@
 //
 // sync: uploads a spool file with JOB_TOKEN and API_URL; --finish then marks the job completed.
 //
+// Every prediction and metric point is written to the spool (pod/spool.ts) before it is sent
+// and marked done when the server answers for it, so a run killed at any instant (kill -9
+// included) loses nothing it had generated: the next run of the same job with the same
+// TRAINER_SPOOL_DIR, or `sync`, uploads the rest. How each answer of the server is handled is
+// written once, in pod/writer.ts. A refused token (token_revoked, token_expired) keeps the rows
+// in the spool and prints how to rotate the token and sync; job_ended stops training (exit 3).
+// The console may go away (the server that started us died): training and spooling go on.
+//
 // Exit codes: 0 done and every prediction stored; 2 training done but some predictions are not
 // stored (spooled or rejected: the summary says which); 3 stopped because the job ended on the
 // server (cancelled from the job page); 1 failure; 128+n stopped by signal n.
@@ -27,7 +35,7 @@ import { PodConnection } from './pod/connection';
 import { Heartbeat } from './pod/heartbeat';
 import { configWarnings, fetchJobPlan, JobSourceError, loadJobPlanFromFiles, type JobPlan } from './pod/job-source';
 import { watchForStop } from './pod/lifecycle';
-import { createPodLogger, processConsole, type ShippingLogger } from './pod/logger';
+import { createPodLogger, processConsole, survivePipeLoss, type ShippingLogger } from './pod/logger';
 import { MetricsReporter } from './pod/metrics';
 import { Spool, spoolFileFor } from './pod/spool';
 import { syncSpoolFile } from './pod/sync';
@@ -41,7 +49,7 @@ const USAGE = `Usage:
   npm run trainer -- sync --spool FILE [--finish]   upload a spool file with JOB_TOKEN and API_URL
 
 Options:
-  --drain-timeout SECONDS   at the end, how long to wait for an unreachable server (default 120)
+  --drain-timeout SECONDS   at the end, how long to wait for an unreachable server (default 120; sync: 30)
   --verbose                 print debug lines (each retry)
 Environment: JOB_ID, JOB_TOKEN, API_URL; optional TRAINER_SPOOL_DIR (default ./data/spool),
 TRAINER_HEARTBEAT_MS (default 3000), TRAINER_PARENT_PID (stop when that process dies).`;
@@ -52,7 +60,8 @@ interface Cli {
   dataset?: string;
   spool?: string;
   finish: boolean;
-  drainTimeoutMs: number;
+  /** null: the command's default (120 s for a run, 30 s for sync). */
+  drainTimeoutMs: number | null;
   verbose: boolean;
 }
 
@@ -72,15 +81,15 @@ function parseCli(argv: string[]): Cli {
   });
   const command = positionals[0] ?? 'train';
   if (positionals.length > 1 || !['train', 'sync', 'help'].includes(command)) throw new UsageError(`Unknown command: ${positionals.join(' ')}`);
-  const drain = values['drain-timeout'] === undefined ? 120 : Number(values['drain-timeout']);
-  if (!Number.isFinite(drain) || drain < 0) throw new UsageError('--drain-timeout takes a number of seconds');
+  const drain = values['drain-timeout'] === undefined ? null : Number(values['drain-timeout']);
+  if (drain !== null && (!Number.isFinite(drain) || drain < 0)) throw new UsageError('--drain-timeout takes a number of seconds');
   return {
     command: values.help ? 'help' : (command as Cli['command']),
     ...(values.config !== undefined ? { config: values.config } : {}),
     ...(values.dataset !== undefined ? { dataset: values.dataset } : {}),
     ...(values.spool !== undefined ? { spool: values.spool } : {}),
     finish: values.finish,
-    drainTimeoutMs: drain * 1000,
+    drainTimeoutMs: drain === null ? null : drain * 1000,
     verbose: values.verbose,
   };
 }
@@ -93,13 +102,24 @@ function missingNote(env: TrainerEnv): string {
 
 /** The line every summary carries while a variable is missing: loud, names only. */
 function localModeBanner(env: TrainerEnv): string {
-  return `LOCAL MODE: ${env.missing.join(', ')} ${env.missing.length === 1 ? 'is' : 'are'} not set`;
+  const notSet = env.missing.filter((name) => !env.unusable.includes(name));
+  const parts = [
+    ...(notSet.length > 0 ? [`${notSet.join(', ')} ${notSet.length === 1 ? 'is' : 'are'} not set`] : []),
+    ...(env.unusable.length > 0 ? [`${env.unusable.join(', ')} ${env.unusable.length === 1 ? 'is' : 'are'} set but unusable`] : []),
+  ];
+  return `LOCAL MODE: ${parts.join('; ')}`;
 }
 
 function syncCommand(file: string, env: TrainerEnv, finish: boolean): string {
   const vars = ['JOB_TOKEN', 'API_URL'].filter((name) => !(name === 'JOB_TOKEN' ? env.presence.JOB_TOKEN : env.presence.API_URL));
   const prefix = vars.map((name) => `${name}=<${name === 'JOB_TOKEN' ? "the job's token" : 'the server URL'}>`).join(' ');
   return `${prefix ? `${prefix} ` : ''}npm run trainer -- sync --spool ${path.resolve(file)}${finish ? ' --finish' : ''}`;
+}
+
+/** The sync command for a user who must first get a new token (the URL's origin only: it may embed credentials). */
+function resyncCommand(file: string, env: TrainerEnv): string {
+  const origin = env.apiUrl ? new URL(env.apiUrl).origin : '<the server URL>';
+  return `API_URL=${origin} npm run trainer -- sync --spool ${path.resolve(file)}`;
 }
 
 async function runSync(cli: Cli, env: TrainerEnv): Promise<number> {
@@ -110,11 +130,21 @@ async function runSync(cli: Cli, env: TrainerEnv): Promise<number> {
     return 1;
   }
   const connection = new PodConnection(createPodApi({ apiUrl: env.apiUrl, token: env.jobToken }));
-  const log = createPodLogger({ connection, verbose: cli.verbose });
-  const result = await syncSpoolFile({ file: path.resolve(cli.spool), connection, log, finish: cli.finish });
+  const log = createPodLogger({ connection, verbose: cli.verbose, secrets: [env.jobToken] });
+  log.shipper.start();
+  for (const problem of env.problems) log.warn(problem);
+  const result = await syncSpoolFile({
+    file: path.resolve(cli.spool),
+    connection,
+    log,
+    finish: cli.finish,
+    timeoutMs: cli.drainTimeoutMs ?? 30_000,
+    syncCommand: (file) => resyncCommand(file, env),
+  });
   const stored = result.inserted + result.duplicates + result.replaced;
+  const m = result.metrics;
   log.info(
-    `SYNC SUMMARY rows=${result.rows} stored=${stored} (new=${result.inserted} already-stored=${result.duplicates} replaced=${result.replaced}) altered=${result.altered} rejected=${result.rejected} not-sent=${result.unsent}${cli.finish ? ` finished=${result.finished}` : ''}`,
+    `SYNC SUMMARY rows=${result.rows} stored=${stored} (new=${result.inserted} already-stored=${result.duplicates} replaced=${result.replaced}) altered=${result.altered} rejected=${result.rejected} not-sent=${result.unsent} metrics=${m.points} metrics-stored=${m.stored} metrics-refused=${m.rejected} metrics-not-sent=${m.unsent}${cli.finish ? ` finished=${result.finished}` : ''}`,
   );
   if (!result.ok) log.error(`${result.rejected + result.unsent} row(s) of ${cli.spool} are not stored; see the lines above.`);
   await log.shipper.close(5_000);
@@ -142,9 +172,10 @@ async function loadPlan(cli: Cli, env: TrainerEnv, connection: PodConnection, lo
 async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
   const startedAt = performance.now();
   const connection = new PodConnection(env.canConnect && env.apiUrl && env.jobToken ? createPodApi({ apiUrl: env.apiUrl, token: env.jobToken }) : null);
-  const log = createPodLogger({ connection, verbose: cli.verbose });
+  const log = createPodLogger({ connection, verbose: cli.verbose, ...(env.jobToken ? { secrets: [env.jobToken] } : {}) });
   log.shipper.start();
-  for (const problem of env.problems) log.warn(problem);
+  // A pod variable set but unusable is a configuration error (named, never echoed); others are warnings.
+  for (const problem of env.problems) (env.unusable.some((name) => problem.startsWith(name)) ? log.error : log.warn)(problem);
   if (env.mode === 'local') {
     log.error(
       `${localModeBanner(env)}. ${
@@ -162,6 +193,7 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
   let state: TrainerState | null = null;
   let triggerFires = 0;
   let writer: PredictionWriter | null = null;
+  let metrics: MetricsReporter | null = null;
   const snapshot = (): HeartbeatInput => ({
     status,
     mode: env.mode,
@@ -179,18 +211,18 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
   });
   if (connection.api) heartbeat.start();
 
-  const metrics = new MetricsReporter({ connection, log });
-  metrics.start();
   // Non-finite values are sent too (as 'NaN', 'Infinity', '-Infinity'): a diverging loss is news.
-  const metric = (at: TrainerState, name: string, value: number) => metrics.record({ step: at.globalStep, epoch: at.epoch }, name, value);
+  const metric = (at: TrainerState, name: string, value: number) => metrics?.record({ step: at.globalStep, epoch: at.epoch }, name, value);
 
   let failure: Error | null = null;
   let completed = false;
   let plan: JobPlan | null = null;
   try {
     plan = await loadPlan(cli, env, connection, log, stopWatch.signal);
+    // One write-ahead spool for the run's predictions and metric points (see pod/spool.ts).
     const spool = new Spool(spoolFileFor(env.spoolDir, plan.jobId ?? env.jobId));
-    writer = new PredictionWriter({ connection, spool, log });
+    writer = new PredictionWriter({ connection, spool, log, syncCommand: (file) => resyncCommand(file, env) });
+    metrics = new MetricsReporter({ connection, log, spool });
     const predictionWriter = writer;
     for (const warning of configWarnings(plan)) log.warn(`Config: ${warning}`);
 
@@ -263,28 +295,38 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
   // Flush: predictions first (they matter most), then metrics, the final numbers, the logs, finish.
   status = 'finishing';
   const stoppedByParent = stopWatch.exitCode() === 1;
-  const drainMs = connection.api ? (stoppedByParent ? 5_000 : cli.drainTimeoutMs) : 0;
+  const drainMs = connection.api ? (stoppedByParent ? 5_000 : (cli.drainTimeoutMs ?? 120_000)) : 0;
   if (writer && writer.pending + writer.counters.spooled > 0 && connection.usable) {
     log.info(`Sending the last ${writer.pending} queued and ${writer.counters.spooled} spooled prediction(s) (waiting up to ${Math.round(drainMs / 1000)}s for the server).`);
   }
-  const counters = writer ? await writer.close(drainMs) : { generated: 0, persisted: 0, spooled: 0, rejected: 0 };
-  await metrics.close(5_000);
+  const [counters] = await Promise.all([
+    writer ? writer.close(drainMs) : { generated: 0, persisted: 0, spooled: 0, rejected: 0 },
+    // In parallel with the predictions, with the same patience: a point left behind stays in the spool.
+    metrics?.close(drainMs),
+  ]);
   const heartbeatOk = await heartbeat.final();
 
   const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
   const outcome = failure ? 'failed' : 'completed';
   log.info(
-    `SUMMARY status=${outcome} mode=${env.mode} missing=${missingNote(env)} generated=${counters.generated} persisted=${counters.persisted} spooled=${counters.spooled} rejected=${counters.rejected} replaced=${writer?.stored.replaced ?? 0} altered=${writer?.altered ?? 0} metricsRefused=${metrics.answered.rejected} triggerFires=${triggerFires} step=${state?.globalStep ?? 0}/${state?.totalSteps ?? '?'} seconds=${seconds}${writer && writer.recovered > 0 ? ` recoveredFromSpool=${writer.recovered}` : ''}`,
+    `SUMMARY status=${outcome} mode=${env.mode} missing=${missingNote(env)} generated=${counters.generated} persisted=${counters.persisted} spooled=${counters.spooled} rejected=${counters.rejected} replaced=${writer?.stored.replaced ?? 0} altered=${writer?.altered ?? 0} metricsRefused=${metrics?.answered.rejected ?? 0} metricsSpooled=${metrics?.pending ?? 0} triggerFires=${triggerFires} step=${state?.globalStep ?? 0}/${state?.totalSteps ?? '?'} seconds=${seconds}${writer && writer.recovered > 0 ? ` recoveredFromSpool=${writer.recovered}` : ''}`,
   );
   if (env.mode === 'local') log.error(`${localModeBanner(env)}: set ${env.missing.join(', ')} so the next run reaches the server.`);
   if (counters.spooled > 0 && writer && connection.tokenRefusedReason === 'job_ended') {
     log.warn(`${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}; the job has ended, so they cannot be uploaded to it.`);
+  } else if (counters.spooled > 0 && writer && connection.tokenRefused !== null) {
+    log.error(
+      `${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}, not on the server. Rotate the token on the job page (or jobs.rotateToken), then upload them with:\n  JOB_TOKEN=<the new token> ${resyncCommand(writer.spoolFile, env)}${failure ? '' : ' --finish'}`,
+    );
   } else if (counters.spooled > 0 && writer) {
     log.error(`${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}, not on the server. Upload them with:\n  ${syncCommand(writer.spoolFile, env, !failure)}`);
   }
+  if (counters.spooled === 0 && writer && metrics && metrics.pending > 0) {
+    log.warn(`${metrics.pending} metric point(s) are in the spool ${writer.spoolFile}, not on the server; \`npm run trainer -- sync --spool ${writer.spoolFile}\` uploads them.`);
+  }
   if (counters.rejected > 0) log.error(`${counters.rejected} prediction(s) were rejected by the server; the reasons are logged above.`);
   if (writer && writer.altered > 0) log.warn(alteredNote(writer.altered));
-  if (metrics.answered.rejected > 0) log.warn(`${metrics.answered.rejected} metric point(s) were refused by the server; the reasons are logged above.`);
+  if (metrics && metrics.answered.rejected > 0) log.warn(`${metrics.answered.rejected} metric point(s) were refused by the server; the reasons are logged above.`);
   if (connection.tokenRefused) log.error(`The server refused the job token: ${connection.tokenRefused}`);
   if (connection.api && !heartbeatOk && connection.usable) log.warn('The final heartbeat did not reach the server; the job page shows the last one that did.');
   await log.shipper.close(5_000);
@@ -321,6 +363,7 @@ async function main(): Promise<number> {
     processConsole.out(USAGE);
     return 0;
   }
+  survivePipeLoss();
   const env = readTrainerEnv();
   try {
     return cli.command === 'sync' ? await runSync(cli, env) : await runTrain(cli, env);

@@ -25,6 +25,7 @@ export class HttpStatusError extends Error {
   constructor(
     readonly status: number,
     bodyStart: string,
+    readonly retryAfterMs: number | null = null,
   ) {
     super(`HTTP ${status} from the server (not a tRPC answer)${bodyStart ? `: ${bodyStart}` : ''}`);
     this.name = 'HttpStatusError';
@@ -45,13 +46,44 @@ export function podFetch(options: Pick<PodApiOptions, 'timeoutMs' | 'gzipMinByte
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = init.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
     const response = await base(input, { ...init, headers, body, signal });
+    if (response.ok) return response;
     const type = response.headers.get('content-type') ?? '';
-    if (!response.ok && !type.includes('json')) {
+    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'));
+    if (!type.includes('json')) {
       const text = (await response.text().catch(() => '')).replace(/\s+/g, ' ').trim().slice(0, 200);
-      throw new HttpStatusError(response.status, text);
+      throw new HttpStatusError(response.status, text, retryAfterMs);
     }
-    return response;
+    return retryAfterMs === null ? response : withRetryAfter(response, retryAfterMs);
   };
+}
+
+/** Retry-After as milliseconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3); null when absent or unreadable. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
+  if (value === null || value.trim() === '') return null;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+/**
+ * A tRPC error answer with a Retry-After header (a 503 or 429 from the server or a proxy in
+ * front of it): the header is copied into the error's data, where the typed client's error
+ * carries it, so the backoff can honour it whoever set it.
+ */
+async function withRetryAfter(response: Response, retryAfterMs: number): Promise<Response> {
+  const text = await response.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers });
+  }
+  for (const item of Array.isArray(json) ? json : [json]) {
+    const data = (item as { error?: { data?: Record<string, unknown> } } | null)?.error?.data;
+    if (data && typeof data === 'object' && (data.retryAfterSeconds === undefined || data.retryAfterSeconds === null)) data.retryAfterSeconds = retryAfterMs / 1000;
+  }
+  return new Response(JSON.stringify(json), { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 export function createPodApi(options: PodApiOptions): PodApi {
@@ -60,13 +92,15 @@ export function createPodApi(options: PodApiOptions): PodApi {
 
 /**
  * What to do about a failed call:
- * - `retry`: the network, a deadline, a 5xx or 429: the server may take it later.
+ * - `retry`: the network, a deadline, a 5xx, 408 or 429: the server may take it later (not
+ *   before its Retry-After, when it gave one).
+ * - `split`: 413: the body is over the server's limit; the same rows in smaller batches are fine.
  * - `unauthorized`: 401: the token is expired, revoked, or its job ended; nothing this token
  *   sends will be accepted again, so stop sending (spool instead) and say so.
  * - `rejected`: any other 4xx: the server understood and refused; resending changes nothing.
  */
 export interface PodCallFailure {
-  action: 'retry' | 'unauthorized' | 'rejected';
+  action: 'retry' | 'split' | 'unauthorized' | 'rejected';
   httpStatus: number | undefined;
   message: string;
   retryAfterMs: number | null;
@@ -97,13 +131,14 @@ export function classifyPodError(error: unknown): PodCallFailure {
   const details = errorDetails(error);
   const raw = findHttpStatusError(error);
   const httpStatus = details.httpStatus ?? raw?.status;
-  const retryAfterMs = details.retryAfterSeconds !== null ? details.retryAfterSeconds * 1000 : null;
+  const retryAfterMs = details.retryAfterSeconds !== null ? details.retryAfterSeconds * 1000 : (raw?.retryAfterMs ?? null);
   if (httpStatus === undefined) {
     return { action: 'retry', httpStatus, message: `server unreachable (${rootMessage(error)})`, retryAfterMs, reason: null };
   }
   const message = raw && details.httpStatus === undefined ? raw.message : details.message;
   const reason = details.reason;
   if (httpStatus >= 500 || httpStatus === 429 || httpStatus === 408) return { action: 'retry', httpStatus, message, retryAfterMs, reason };
+  if (httpStatus === 413) return { action: 'split', httpStatus, message, retryAfterMs, reason };
   if (httpStatus === 401) return { action: 'unauthorized', httpStatus, message, retryAfterMs, reason };
   return { action: 'rejected', httpStatus, message, retryAfterMs, reason };
 }

@@ -1,11 +1,15 @@
-// The pod's metrics: each point (step, epoch, name, value) is buffered and shipped to
-// pod.writeMetrics in the background by the BatchShipper. A non-finite value (a NaN loss is a
-// real and telling event) travels under its wire name ('NaN', 'Infinity', '-Infinity': JSON has
-// no NaN), as the contract defines it. The server validates rows one by one: a row it refuses is
-// logged once with its reason and never resent, and never fails the run.
-import { metricValueToWire, type MetricValue, type WriteMetricsOutput } from '../../server/contract/pod.schemas';
+// The pod's metrics: each point (step, epoch, name, value) goes through the write-ahead spool
+// like a prediction (spool.ts, writer.ts: on disk before it is sent, marked done when answered,
+// 413 splits, Retry-After honoured, a refused token keeps them for `sync`), on its own channel
+// that lets points gather for `intervalMs` so a step's few points do not each cost a request.
+// A non-finite value (a NaN loss is a real and telling event) travels under its wire name
+// ('NaN', 'Infinity', '-Infinity': JSON has no NaN), as the contract defines it. The server
+// validates rows one by one: a row it refuses is logged once with its reason and never resent,
+// and never fails the run.
+import { metricValueToWire, type MetricValue } from '../../server/contract/pod.schemas';
 import type { PodConnection, PodLogger } from './connection';
-import { BatchShipper } from './shipper';
+import { Spool } from './spool';
+import { metricChannel, SpoolSender, type BatchAnswer } from './writer';
 
 export interface MetricPoint {
   step: number;
@@ -17,65 +21,78 @@ export interface MetricPoint {
 export interface MetricsReporterOptions {
   connection: PodConnection;
   log: PodLogger;
+  /** The run's spool (shared with the predictions); without one, points are kept in memory only. */
+  spool?: Spool;
+  /** How long points gather before a partial batch is sent. */
   intervalMs?: number;
   maxItems?: number;
-  maxBuffer?: number;
+  retryBaseMs?: number;
+  retryCapMs?: number;
+  probeIntervalMs?: number;
 }
 
-const MAX_REASONS_LOGGED = 5;
-
-export class MetricsReporter {
+class MetricsSender extends SpoolSender {
   /** How the server answered, summed over the run. */
   readonly answered = { inserted: 0, duplicates: 0, replaced: 0, rejected: 0 };
-  private readonly shipper: BatchShipper<MetricPoint>;
 
-  constructor(private readonly options: MetricsReporterOptions) {
-    this.shipper = new BatchShipper<MetricPoint>({
-      connection: options.connection,
-      what: 'metrics',
-      send: async (api, points) => this.account(points, await api.pod.writeMetrics.mutate({ metrics: points })),
-      maxItems: options.maxItems ?? 1000,
-      maxBuffer: options.maxBuffer ?? 50_000,
-      intervalMs: options.intervalMs ?? 2_000,
-      report: (message, level) => options.log[level](message),
-    });
+  get rejectedPoints(): number {
+    return this.rejectedCount;
   }
 
-  start(): void {
-    this.shipper.start();
-  }
-
-  /** Queues one point; never blocks, never throws. */
-  record(at: { step: number; epoch: number }, name: string, value: number): void {
-    this.shipper.push({ step: at.step, epoch: at.epoch, name, value: metricValueToWire(value) });
-  }
-
-  /** Points recorded but not yet taken by the server. */
-  get pending(): number {
-    return this.shipper.size;
-  }
-
-  /** Flushes what is buffered, giving the server until `timeoutMs`. */
-  close(timeoutMs: number): Promise<void> {
-    return this.shipper.close(timeoutMs);
-  }
-
-  private account(points: readonly MetricPoint[], answer: WriteMetricsOutput): void {
+  protected override noteAnswer(answer: BatchAnswer): void {
     this.answered.inserted += answer.inserted;
     this.answered.duplicates += answer.duplicates;
     this.answered.replaced += answer.replaced;
-    this.answered.rejected += answer.rejected.length;
-    if (answer.rejected.length === 0) return;
-    // Resending a refused row would be refused again: say why once, and let it go.
-    const reasons = answer.rejected
-      .slice(0, MAX_REASONS_LOGGED)
-      .map((r) => {
-        const point = points[r.index];
-        // JSON-quoted: the name may hold the very control character that got it refused.
-        return `${point ? `${JSON.stringify(point.name)} at step ${point.step}` : `row ${r.index}`}: ${r.reason}`;
-      })
-      .join('; ');
-    const more = answer.rejected.length > MAX_REASONS_LOGGED ? ` (and ${answer.rejected.length - MAX_REASONS_LOGGED} more)` : '';
-    this.options.log.error(`The server refused ${answer.rejected.length} of ${points.length} metric point(s), not resent: ${reasons}${more}`);
+  }
+}
+
+export class MetricsReporter {
+  private readonly sender: MetricsSender;
+
+  constructor(options: MetricsReporterOptions) {
+    this.sender = new MetricsSender(
+      {
+        connection: options.connection,
+        log: options.log,
+        spool: options.spool ?? Spool.memory(),
+        lingerMs: options.intervalMs ?? 2_000,
+        ...(options.maxItems !== undefined ? { maxBatchRows: options.maxItems } : {}),
+        ...(options.retryBaseMs !== undefined ? { retryBaseMs: options.retryBaseMs } : {}),
+        ...(options.retryCapMs !== undefined ? { retryCapMs: options.retryCapMs } : {}),
+        ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}),
+        announceRecovered: false,
+      },
+      metricChannel,
+    );
+  }
+
+  /** Kept for callers that start reporters explicitly; the sender runs from construction. */
+  start(): void {}
+
+  /** How the server answered, summed over the run; `rejected` includes points refused whole (413 alone, other 4xx). */
+  get answered(): { inserted: number; duplicates: number; replaced: number; rejected: number } {
+    return { ...this.sender.answered, rejected: this.sender.rejectedPoints };
+  }
+
+  /** Points found in the spool from an earlier run (sent first). */
+  get recovered(): number {
+    return this.sender.recovered;
+  }
+
+  /** Writes one point to the spool; never blocks on the network, never throws. */
+  record(at: { step: number; epoch: number }, name: string, value: number): void {
+    const point: MetricPoint = { step: at.step, epoch: at.epoch, name, value: metricValueToWire(value) };
+    this.sender.enqueue([point]);
+  }
+
+  /** Points recorded but not yet answered for by the server (in the spool). */
+  get pending(): number {
+    const c = this.sender.counters;
+    return c.spooled + this.sender.pending;
+  }
+
+  /** Sends what is in the spool, giving the server until `timeoutMs`; the rest stays in the spool. */
+  async close(timeoutMs: number): Promise<void> {
+    await this.sender.close(timeoutMs);
   }
 }

@@ -27,9 +27,13 @@ export class BatchShipper<T> {
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private failing = false;
+  /** Lowered after a 413 so the next batches fit the server's body limit. */
+  private maxItems: number;
   sent = 0;
 
-  constructor(private readonly options: ShipperOptions<T>) {}
+  constructor(private readonly options: ShipperOptions<T>) {
+    this.maxItems = options.maxItems;
+  }
 
   start(): void {
     if (this.timer) return;
@@ -64,8 +68,9 @@ export class BatchShipper<T> {
     const deadline = Date.now() + timeoutMs;
     while (this.buffer.length > 0 && this.options.connection.usable && Date.now() < deadline) {
       const before = this.buffer.length;
+      const maxBefore = this.maxItems;
       await Promise.race([this.flush(), sleep(Math.max(0, deadline - Date.now()))]);
-      if (this.buffer.length >= before) break;
+      if (this.buffer.length >= before && this.maxItems === maxBefore) break;
     }
   }
 
@@ -76,7 +81,7 @@ export class BatchShipper<T> {
       this.buffer.unshift(this.options.droppedNotice(this.dropped));
       this.dropped = 0;
     }
-    const batch = this.buffer.slice(0, this.options.maxItems);
+    const batch = this.buffer.slice(0, this.maxItems);
     try {
       await this.options.send(api, batch);
       this.buffer.splice(0, batch.length);
@@ -88,7 +93,10 @@ export class BatchShipper<T> {
       if (failure.action === 'unauthorized') {
         this.options.connection.refuse(failure.message, failure.reason);
         this.options.report(`The server refused the job token while sending ${this.options.what} (HTTP 401: ${failure.message}); no more are sent.`, 'error');
-      } else if (failure.action === 'rejected') {
+      } else if (failure.action === 'split' && batch.length > 1) {
+        // Over the server's body limit: the same items go in smaller batches, none is dropped.
+        this.maxItems = Math.max(1, Math.floor(batch.length / 2));
+      } else if (failure.action === 'rejected' || failure.action === 'split') {
         this.buffer.splice(0, batch.length);
         this.options.report(`The server refused ${batch.length} ${this.options.what} (HTTP ${failure.httpStatus}): ${failure.message}; they are dropped.`, 'error');
       } else if (!this.failing) {

@@ -3,7 +3,7 @@
 // path of retry / spool / drain is exercised over real sockets.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -12,15 +12,17 @@ import type { PredictionRowInput } from '../../server/contract/pod.schemas';
 import { hasUnstorableText, toStorableText } from '../../server/contract/text';
 import { createPodApi } from './api';
 import { PodConnection, type PodLogger } from './connection';
-import { Spool } from './spool';
+import { readSpoolFile, Spool } from './spool';
 import { PredictionWriter, type WriterOptions } from './writer';
 
-type Behaviour = 'ok' | 'error500' | 'html502' | 'error400' | 'error401' | 'error401ended' | 'hang' | 'destroy';
+type Behaviour = 'ok' | 'error500' | 'html502' | 'error400' | 'error401' | 'error401ended' | 'error429' | 'html503' | 'hang' | 'destroy';
 
 interface Received {
   encoding: string | undefined;
   authorization: string | undefined;
   rows: number;
+  /** When the request arrived (ms since the epoch). */
+  at: number;
 }
 
 /** What the server compares to tell a duplicate from a replacement (the text as stored). */
@@ -37,6 +39,8 @@ class FakePodServer {
   fallback: Behaviour = 'ok';
   /** Row indexes (within a batch) answered as rejected. */
   rejectWhere: (row: PredictionRowInput) => string | null = () => null;
+  /** Like the server's MAX_BODY_BYTES: a larger (inflated) body is answered 413, as server/app.ts does. */
+  maxBodyBytes = Infinity;
   private server: Server | null = null;
   port = 0;
 
@@ -66,13 +70,24 @@ class FakePodServer {
     if (encoding === 'gzip') body = gunzipSync(body);
     const input = (JSON.parse(body.toString('utf8')) as Record<string, { predictions: PredictionRowInput[] }>)['0'];
     const rows = input?.predictions ?? [];
-    this.received.push({ encoding, authorization: req.headers.authorization, rows: rows.length });
-    const behaviour = this.script.shift() ?? this.fallback;
-    const error = (httpStatus: number, code: string, message: string, reason: string | null = null) => {
-      res.writeHead(httpStatus, { 'content-type': 'application/json' });
+    this.received.push({ encoding, authorization: req.headers.authorization, rows: rows.length, at: Date.now() });
+    const error = (httpStatus: number, code: string, message: string, reason: string | null = null, headers: Record<string, string> = {}) => {
+      res.writeHead(httpStatus, { 'content-type': 'application/json', ...headers });
       res.end(JSON.stringify([{ error: { message, code: -32000, data: { code, httpStatus, reason } } }]));
     };
+    if (body.length > this.maxBodyBytes) {
+      res.writeHead(413, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: `Request body exceeds the ${this.maxBodyBytes}-byte limit`, code: -32600, data: { code: 'PAYLOAD_TOO_LARGE', httpStatus: 413 } } }));
+      return;
+    }
+    const behaviour = this.script.shift() ?? this.fallback;
     switch (behaviour) {
+      case 'error429':
+        return error(429, 'TOO_MANY_REQUESTS', 'Slow down', null, { 'retry-after': '1' });
+      case 'html503':
+        res.writeHead(503, { 'content-type': 'text/html', 'retry-after': '1' });
+        res.end('<html><body>Service unavailable</body></html>');
+        return;
       case 'hang':
         return; // never answers; the client's deadline must end it
       case 'destroy':
@@ -221,8 +236,8 @@ describe('PredictionWriter', () => {
     expect(server.received).toHaveLength(1);
     expect(connection.tokenRefused).toMatch(/revoked/);
     expect(counters).toEqual({ generated: 10, persisted: 0, spooled: 10, rejected: 0 });
-    expect(spool.read().rows).toHaveLength(10);
-    expect(lines.join('\n')).toMatch(/refused the job token .*sync --spool/);
+    expect(readSpoolFile(spool.file).entries).toHaveLength(10);
+    expect(lines.join('\n')).toMatch(/refused the job token .*rotate the token on the job page .*JOB_TOKEN=<the new token> npm run trainer -- sync --spool/);
   });
 
   it('on 401 because the job has ended, keeps the rows but does not suggest a sync that would fail', async () => {
@@ -282,7 +297,7 @@ describe('PredictionWriter', () => {
 
   it('replays a spool left by an earlier run: rows the server already has count as persisted, once', async () => {
     const spool = new Spool(path.join(dir, 'job.jsonl'));
-    spool.append(rows(10));
+    spool.append('prediction', rows(10));
     for (const row of rows(5)) server.stored.set(`${row.step}:${row.sampleIndex}`, storedContent(row)); // half arrived before the crash
     const { writer } = makeWriter();
     expect(writer.recovered).toBe(10);
@@ -309,6 +324,103 @@ describe('PredictionWriter', () => {
     writer.enqueue(rows(10));
     const counters = await writer.close(0);
     expect(counters).toEqual({ generated: 10, persisted: 0, spooled: 10, rejected: 0 });
-    expect(spool.read().rows).toHaveLength(10);
+    expect(readSpoolFile(spool.file).entries).toHaveLength(10);
+  });
+  it('writes ahead: rows are in the spool file when enqueue returns, before any answer (the server hangs)', async () => {
+    server.fallback = 'hang';
+    const { writer, spool } = makeWriter({ timeoutMs: 30_000 });
+    writer.enqueue(rows(5));
+    // No await between the hand-over and the read: a kill -9 here would find them on disk.
+    expect(readSpoolFile(spool.file).entries.map((e) => e.body)).toEqual(rows(5));
+    await vi.waitFor(() => expect(server.received).toHaveLength(1));
+    writer.enqueue(rows(5, 10));
+    expect(readSpoolFile(spool.file).entries).toHaveLength(10);
+    expectBalanced(writer);
+    expect(writer.counters).toEqual({ generated: 10, persisted: 0, spooled: 0, rejected: 0 });
+    expect(writer.pending).toBe(10);
+  });
+
+  it('marks rows done as the server answers; a restart sends only the rest, and a torn last line is dropped', async () => {
+    const file = path.join(dir, 'job.jsonl');
+    // What a killed run leaves: 10 rows, the first 6 answered, then a line cut short mid-append.
+    const lines = rows(10).map((row, seq) => JSON.stringify({ seq, prediction: row }));
+    writeFileSync(file, `${lines.slice(0, 8).join('\n')}\n{"done":[[0,5]]}\n${lines.slice(8).join('\n')}\n${lines[9]?.slice(0, 40)}`);
+    const { writer, lines: logged } = makeWriter();
+    expect(writer.recovered).toBe(4);
+    const counters = await writer.close(5_000);
+    expect(counters).toEqual({ generated: 4, persisted: 4, spooled: 0, rejected: 0 });
+    expect(server.received.map((r) => r.rows)).toEqual([4]);
+    expect([...server.stored.keys()].sort()).toEqual(['2:1', '2:2', '2:3', '2:4']);
+    expect(logged.join('\n')).toMatch(/last line of the spool .* was cut short/);
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('a restart after a torn append appends cleanly: the next line is not glued to the torn one', async () => {
+    const file = path.join(dir, 'job.jsonl');
+    writeFileSync(file, `${JSON.stringify({ seq: 0, prediction: rows(1)[0] })}\n{"seq":1,"predic`);
+    server.fallback = 'error401';
+    const { writer } = makeWriter();
+    writer.enqueue(rows(3, 50));
+    // As a kill -9 right after this append would leave the file: every row readable.
+    const atKill = readSpoolFile(file);
+    expect(atKill.badLines).toEqual([]);
+    expect(atKill.tornTail).toBe(false);
+    expect(atKill.entries.map((e) => e.body)).toEqual([...rows(1), ...rows(3, 50)]);
+    const counters = await writer.close(5_000);
+    expect(counters).toEqual({ generated: 4, persisted: 0, spooled: 4, rejected: 0 });
+    expect(readSpoolFile(file).entries.map((e) => e.body)).toEqual([...rows(1), ...rows(3, 50)]);
+  });
+
+  it('413 halves the batch down to one row: every row that fits is stored, one too large alone is rejected with the reason', async () => {
+    server.maxBodyBytes = 16 * 1024;
+    const { writer, lines } = makeWriter();
+    const big = { ...rows(1, 500)[0], prediction: 'y'.repeat(20_000) } as PredictionRowInput;
+    writer.enqueue([...rows(200, 1, 300), big, ...rows(50, 600, 300)]);
+    const counters = await writer.close(10_000);
+    expect(counters).toEqual({ generated: 251, persisted: 250, spooled: 0, rejected: 1 });
+    expect(server.stored.size).toBe(250);
+    expect(server.stored.has('500:0')).toBe(false);
+    expect(lines.join('\n')).toMatch(/refused 1 prediction\(s\) \(step 500 sample 0\): too large for the server even alone \(HTTP 413: Request body exceeds/);
+    expect(server.received.some((r) => r.rows > 1 && r.rows < 200)).toBe(true);
+    expectBalanced(writer);
+  });
+
+  it('retries 408/429/503 never sooner than Retry-After (JSON or a proxy page), then stores once', async () => {
+    server.script = ['error429', 'html503'];
+    const { writer } = makeWriter({ maxAttempts: 5, retryBaseMs: 1, retryCapMs: 5 });
+    writer.enqueue(rows(5));
+    const counters = await writer.close(20_000);
+    expect(counters).toEqual({ generated: 5, persisted: 5, spooled: 0, rejected: 0 });
+    const at = server.received.map((r) => r.at);
+    expect(at).toHaveLength(3);
+    // Backoff alone would wait under 5 ms; Retry-After: 1 is the floor of both waits.
+    expect((at[1] ?? 0) - (at[0] ?? 0)).toBeGreaterThanOrEqual(950);
+    expect((at[2] ?? 0) - (at[1] ?? 0)).toBeGreaterThanOrEqual(950);
+  });
+
+  it('a refused token is said in one line that names the spool and how to sync, never the token', async () => {
+    server.script = ['error401'];
+    const { log, lines } = collectingLogger();
+    const token = 'eyJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJwb2QiLCJzdWIiOiJqb2IifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+    const connection = new PodConnection(createPodApi({ apiUrl: server.url, token, timeoutMs: 2_000 }));
+    const writer = new PredictionWriter({ connection, spool: new Spool(path.join(dir, 'job.jsonl')), log, syncCommand: (file) => `API_URL=${server.url} npm run trainer -- sync --spool ${file}` });
+    writers.push(writer);
+    writer.enqueue(rows(5));
+    await writer.close(5_000);
+    const refusal = lines.filter((l) => /refused the job token/.test(l));
+    expect(refusal).toHaveLength(1);
+    expect(refusal[0]).toMatch(/token_revoked.* 5 prediction\(s\) are kept in the spool .*job\.jsonl.*rotate the token on the job page \(or jobs\.rotateToken\) and run: JOB_TOKEN=<the new token> API_URL=http:\/\/127\.0\.0\.1:\d+ npm run trainer -- sync --spool /);
+    expect(lines.join('\n')).not.toContain(token.slice(0, 20));
+  });
+
+  it('reads a spool of bare rows (an older trainer, or the Python callback): every row is sent once', async () => {
+    const file = path.join(dir, 'job.jsonl');
+    writeFileSync(file, `${rows(6).map((row) => JSON.stringify(row)).join('\n')}\n`);
+    const { writer } = makeWriter();
+    expect(writer.recovered).toBe(6);
+    const counters = await writer.close(5_000);
+    expect(counters).toEqual({ generated: 6, persisted: 6, spooled: 0, rejected: 0 });
+    expect(server.stored.size).toBe(6);
+    expect(existsSync(file)).toBe(false);
   });
 });
