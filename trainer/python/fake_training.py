@@ -11,6 +11,10 @@ test against the real server (env ``JOB_ID``, ``JOB_TOKEN``, ``API_URL``)::
 
     python3 fake_training.py --epochs 3 --steps-per-epoch 4 --eval-strategy steps --eval-steps 3
 
+``--step-seconds`` makes each step take that long and ``--print-steps`` prints ``step N`` to
+stdout once the callback has returned from that step (its rows, if any, are generated and on
+disk by then): the kill -9 tests read it to know what was generated before the kill.
+
 ``--scenario FILE`` (JSON, written by trainer/clients.test.ts) replaces the echo and the
 constant loss with what a real model and Trainer produce: ``outputs`` (the completion of the
 sample at each index) and ``logs`` (``{step: logs}`` for ``on_log``, where a value may be
@@ -23,19 +27,20 @@ import argparse
 import json
 import os
 import sys
+import time
 from types import SimpleNamespace
-from typing import Any, Callable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from predictions_callback import PredictionsCallback  # noqa: E402
 
 
-def fake_generate(prompts):
+def fake_generate(prompts: List[str]) -> List[str]:
     return [f"prediction for {prompt}" for prompt in prompts]
 
 
-def make_samples(count: int):
+def make_samples(count: int) -> List[Dict[str, str]]:
     return [{"prompt": f"question {i}", "completion": f"answer {i}"} for i in range(count)]
 
 
@@ -50,6 +55,8 @@ def run_fake_training(
     world_process_zero: bool = True,
     end_training: bool = True,
     logs_at: Callable[[int], Mapping[str, Any]] = lambda step: {"loss": 1.0},
+    step_seconds: float = 0.0,
+    after_step: Callable[[int], None] = lambda step: None,
 ) -> SimpleNamespace:
     """Drive ``callback`` through a whole run and return the final state."""
     args = SimpleNamespace(eval_strategy=eval_strategy, eval_steps=eval_steps, num_train_epochs=epochs)
@@ -74,12 +81,15 @@ def run_fake_training(
         callback.on_epoch_begin(args, state, control, **kwargs)
         for step in range(steps_per_epoch):
             callback.on_step_begin(args, state, control, **kwargs)
+            if step_seconds:
+                time.sleep(step_seconds)  # the optimizer step a real run would spend time on
             state.global_step += 1
             state.epoch = epoch + (step + 1) / steps_per_epoch
             callback.on_step_end(args, state, control, **kwargs)
             callback.on_log(args, state, control, logs={**logs_at(state.global_step), "epoch": state.epoch}, **kwargs)
             if eval_strategy == "steps" and eval_steps and state.global_step % eval_steps == 0:
                 evaluate()
+            after_step(state.global_step)
             if control.should_training_stop:
                 break
         callback.on_epoch_end(args, state, control, **kwargs)
@@ -106,6 +116,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--spool", default=None)
     parser.add_argument("--heartbeat-interval", type=float, default=0.5)
+    parser.add_argument("--step-seconds", type=float, default=0.0)
+    parser.add_argument("--print-steps", action="store_true", help="print 'step N' once each step's callbacks returned")
+    parser.add_argument("--http-timeout", type=float, default=15.0)
+    parser.add_argument("--exit-timeout", type=float, default=30.0)
     parser.add_argument("--scenario", default=None, help="JSON with the model's outputs and Trainer's logs per step")
     options = parser.parse_args(argv)
     generate = fake_generate
@@ -129,7 +143,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         heartbeat_interval=options.heartbeat_interval,
         probe_interval=1.0,
         backoff_base=0.05,
+        http_timeout=options.http_timeout,
+        exit_timeout=options.exit_timeout,
     )
+    print_step: Callable[[int], None] = lambda step: print(f"step {step}", flush=True)  # noqa: E731
     run_fake_training(
         callback,
         epochs=options.epochs,
@@ -138,6 +155,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         eval_steps=options.eval_steps,
         eval_datasets=options.eval_datasets,
         logs_at=logs_at,
+        step_seconds=options.step_seconds,
+        after_step=print_step if options.print_steps else (lambda step: None),
     )
     return 0
 

@@ -3,12 +3,17 @@
 Samples a fixed set of prompts, generates completions on the configured trigger (after each
 evaluation, at each epoch end, or every ``step_interval`` optimizer steps) and ships them to the
 predictions server with the job token, speaking the same tRPC-over-HTTP wire format as the
-TypeScript trainer (``pod.writePredictions``, ``pod.heartbeat``, ``pod.log``, ``pod.finish``).
+TypeScript trainer (``pod.writePredictions``, ``pod.writeMetrics``, ``pod.heartbeat``,
+``pod.log``, ``pod.finish``).
 
-Every prediction is accounted for: it is persisted, spooled to a JSONL file (server unreachable,
-or local mode because an env var is missing) or counted as rejected with the server's reason.
-Nothing here imports ``transformers`` or ``torch`` at module load; the default generation
-imports ``torch`` lazily, and ``generate_fn`` replaces it for custom models and tests.
+Write-ahead: every prediction and metric point is appended to an fsync'd spool file before it is
+sent, and marked done there once the server acknowledges it; the sender reads from the spool. A
+pod killed at any instant loses nothing it had generated: the next run of the same job (same
+spool) or ``sync`` uploads the rest, and the server stores each (job, step, sampleIndex) once.
+
+Every prediction is accounted for: generated = persisted + rejected + spooled + pending, in every
+heartbeat and in the summary. Nothing here imports ``transformers`` or ``torch`` at module load;
+the default generation imports ``torch`` lazily, and ``generate_fn`` replaces it.
 
 Usage (three lines)::
 
@@ -23,15 +28,18 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import email.utils
 import gzip
 import hashlib
+import http.client
 import json
 import math
+import numbers
 import os
 import queue
-import numbers
 import random
 import re
+import secrets
 import signal
 import sys
 import threading
@@ -39,26 +47,37 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, TextIO, Tuple
 
-# --- The wire contract (mirrors server/contract/pod.schemas.ts) -------------------------------
+# --- The wire contract ---------------------------------------------------------------------------
 
+# --- BEGIN GENERATED CONTRACT (npx tsx trainer/python/gen_contract.ts writes it from server/contract; do not edit by hand) ---
 ENV_VARS = ("JOB_ID", "JOB_TOKEN", "API_URL")
 TRIGGERS = ("eval", "epoch", "steps")
-FIELD_LIMIT = 16_000  # prompt / groundTruth / prediction, in UTF-16 code units like the server
-BATCH_MAX_ROWS = 1_000
-# The server accepts 8 MiB after inflating by default; staying well below it means a 413 is rare,
-# and when it does happen the batch is split in halves rather than rejected.
-BATCH_MAX_BYTES = 2 * 1024 * 1024
-LOG_LINE_MAX = 4_000
+FIELD_LIMITS = {"prompt": 16000, "groundTruth": 16000, "prediction": 16000}
+BATCH_MAX_ROWS = 1000
+BATCH_MAX_BYTES = 2097152
+METRIC_NAME_MAX = 128
+LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_LINE_MAX = 4000
 LOG_BATCH_MAX = 500
+HEARTBEAT_STATUSES = ("starting", "running", "finishing")
+NON_FINITE_VALUES = ("NaN", "Infinity", "-Infinity")
+ERROR_REASONS = ("token_expired", "token_revoked", "job_ended", "job_missing", "database_unavailable")
+STEP_NOT_GLOBAL = "step_not_global"
+# --- END GENERATED CONTRACT ---
+
+FIELD_LIMIT = min(FIELD_LIMITS.values())  # prompt / groundTruth / prediction, in UTF-16 code units like the server
 LOG_BUFFER_MAX = 2_000  # log lines kept while the server is unreachable; older ones are dropped
 COMPLETION_KEYS = ("completion", "response", "output")
-# JSON has no NaN: a non-finite metric value travels as its name (NON_FINITE_VALUES in the contract).
-NON_FINITE_VALUES = ("NaN", "Infinity", "-Infinity")
-METRICS_BUFFER_MAX = 50_000  # metric points kept while the server is unreachable; older ones are dropped
+# Reasons of a 401 after which the rows can still be uploaded with a rotated token (an ended job's
+# rotated token is an upload token), so they are kept in the spool and the user is told how.
+TOKEN_REFUSALS = tuple(reason for reason in ERROR_REASONS if reason in ("token_revoked", "token_expired", "job_ended"))
+RETRY_AFTER_MAX = 120.0  # seconds: a Retry-After beyond this is capped, so a typo cannot park a pod for a day
+SYNC_COMMAND = "python3 predictions_callback.py sync --spool"
 
 Row = Dict[str, Any]
+Entry = Tuple[str, Row]  # (the row's id in the spool, the wire row)
 
 
 def epoch_number(state_epoch: Optional[float]) -> int:
@@ -99,8 +118,63 @@ def default_spool_path(job_id: Optional[str]) -> str:
     return os.path.join(os.getcwd(), f"predictions-spool-{tag}.jsonl")
 
 
+def metrics_spool_path(spool_path: str) -> str:
+    """The metric points' spool beside the predictions' one (``sync`` uploads both)."""
+    base = spool_path[: -len(".jsonl")] if spool_path.endswith(".jsonl") else spool_path
+    return base + ".metrics.jsonl"
+
+
+# --- Environment ---------------------------------------------------------------------------------
+
+# A job token is a JWT: three base64url parts. Anything else (a pasted page, a quoted value, a
+# value with a space inside) could never authenticate, and may not even fit in an HTTP header.
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+class PodEnv:
+    """The pod variables, trimmed and checked; a value is described by its name, never echoed."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        # A token pasted from a file or a secret store often ends with a newline: trimmed, it works.
+        values = {name: str(environ.get(name) or "").strip() for name in ENV_VARS}
+        self.problems: List[str] = []
+        token = values["JOB_TOKEN"]
+        if token and not _JWT_SHAPE.fullmatch(token):
+            self.problems.append(
+                "JOB_TOKEN is set but is not a job token (expected three base64url parts separated by dots, "
+                "as the job page shows it); copy it again. Treating JOB_TOKEN as missing"
+            )
+            token = ""
+        api_url = values["API_URL"]
+        if api_url:
+            parts = urllib.parse.urlsplit(api_url) if _header_safe(api_url) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+                # A URL is not a secret, but it may embed credentials: say what is wrong, not what it is.
+                self.problems.append("API_URL is set but is not an http(s) URL (expected e.g. http://host:3000); treating it as missing")
+                api_url = ""
+            else:
+                api_url = api_url.rstrip("/")
+        job_id = values["JOB_ID"]
+        if job_id and not _header_safe(job_id):
+            self.problems.append("JOB_ID is set but holds spaces or control characters; treating it as missing")
+            job_id = ""
+        self.job_id = job_id or None
+        self.token = token or None
+        self.api_url = api_url or None
+        usable = {"JOB_ID": self.job_id, "JOB_TOKEN": self.token, "API_URL": self.api_url}
+        self.presence: Dict[str, bool] = {name: usable[name] is not None for name in ENV_VARS}
+        self.missing: List[str] = [name for name in ENV_VARS if not self.presence[name]]
+        # The token and URL are enough to reach the server: the token names the job.
+        self.can_connect = self.token is not None and self.api_url is not None
+
+
+def _header_safe(value: str) -> bool:
+    """Printable ASCII without spaces: what a URL or a header value may carry as is."""
+    return all(33 <= ord(c) <= 126 for c in value)
+
+
 def missing_env(environ: Mapping[str, str]) -> List[str]:
-    return [name for name in ENV_VARS if not environ.get(name)]
+    return PodEnv(environ).missing
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -145,31 +219,53 @@ def altered_note(count: int) -> str:
     )
 
 
-# --- HTTP client -------------------------------------------------------------------------------
+def rotate_hint(reason: Optional[str], spool_path: str, count: int) -> str:
+    """The one line that tells a user whose token was refused how to get the kept rows stored."""
+    why = {
+        "token_revoked": "the job token was revoked (a newer one was issued)",
+        "token_expired": "the job token has expired",
+        "job_ended": "the job has ended on the server",
+    }.get(reason or "", "the server refused the job token")
+    return (
+        f"{why}; {count} prediction(s) are kept in {spool_path}. To store them, rotate the token on the job page "
+        f"(or jobs.rotateToken), then run: JOB_TOKEN=<new token> API_URL=<server url> {SYNC_COMMAND} {spool_path}"
+    )
+
+
+# --- HTTP client ---------------------------------------------------------------------------------
 
 
 class PodRejected(Exception):
-    """The server answered 4xx: retrying the same request cannot succeed."""
+    """The server answered a 4xx that retrying cannot change (408 and 429 are retried instead)."""
 
-    def __init__(self, status: int, message: str, reason: Optional[str] = None):
+    def __init__(self, status: int, message: str, reason: Optional[str] = None) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
-        # The server's machine-readable cause (error.data.reason), e.g. "job_ended" once the job
-        # was cancelled: the callback then stops training instead of running on for nobody.
+        # The server's machine-readable cause (error.data.reason): "job_ended", "token_revoked"...
         self.reason = reason
 
 
 class PodUnreachable(Exception):
-    """Network errors or 5xx answers persisted through every attempt."""
+    """Network errors, 5xx, 408 or 429 persisted through every attempt."""
+
+    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# 408 (the request took too long to arrive) and 429 (slow down) say "later", not "never".
+RETRYABLE_4XX = (408, 429)
 
 
 class PodClient:
     """Calls ``pod.*`` procedures with the job token: POST for mutations, GET for queries.
 
-    Network errors and 5xx are retried with exponential backoff and full jitter (so many pods
-    recovering at once do not hit the server in lockstep); 4xx is raised at once, carrying the
-    server's ``error.message``, because the same request would be refused again.
+    Network errors, 5xx, 408 and 429 are retried with exponential backoff and full jitter (so many
+    pods recovering at once do not hit the server in lockstep), waiting at least the server's
+    ``Retry-After``; any other 4xx is raised at once, carrying the server's ``error.message``.
+    Every attempt has a socket timeout, so a server that accepts connections and never answers
+    costs at most ``timeout`` per attempt. Setting ``stop`` ends the waiting between attempts.
     """
 
     def __init__(
@@ -181,15 +277,17 @@ class PodClient:
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
         timeout: float = 15.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
+        sleep: Optional[Callable[[float], None]] = None,
+        stop: Optional[threading.Event] = None,
+    ) -> None:
         self.base = api_url.rstrip("/")
         self._token = token
         self.attempts = max(1, attempts)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.timeout = timeout
-        self._sleep = sleep
+        self.stop = stop or threading.Event()
+        self._sleep = sleep or (lambda seconds: self.stop.wait(seconds) and None)
         self._jitter = random.Random()
 
     def mutate(self, procedure: str, payload: Any, *, attempts: Optional[int] = None) -> Any:
@@ -222,98 +320,154 @@ class PodClient:
             "Accept": "application/json",
         }
 
+    def redact(self, text: str) -> str:
+        """Defence in depth: no error text leaves this client carrying the token."""
+        return text.replace(self._token, "<JOB_TOKEN>") if self._token else text
+
     def _call(self, make_request: Callable[[], urllib.request.Request], attempts: Optional[int]) -> Any:
         total = self.attempts if attempts is None else max(1, attempts)
         last_error = "no attempt made"
+        retry_after: Optional[float] = None
         for attempt in range(total):
             if attempt > 0:
+                if self.stop.is_set():
+                    break  # closing: what is unsent stays in the spool
                 delay = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-                self._sleep(self._jitter.uniform(delay / 2, delay))
+                self._sleep(max(self._jitter.uniform(delay / 2, delay), retry_after or 0.0))
+            retry_after = None
             try:
                 with urllib.request.urlopen(make_request(), timeout=self.timeout) as response:
                     envelope = json.loads(response.read().decode("utf-8"))
                 return envelope.get("result", {}).get("data")
             except urllib.error.HTTPError as error:
-                message, reason = _error_details(error)
-                if 400 <= error.code < 500:
-                    raise PodRejected(error.code, message, reason) from None
+                message, reason, after = _error_details(error)
+                if 400 <= error.code < 500 and error.code not in RETRYABLE_4XX:
+                    raise PodRejected(error.code, self.redact(message), reason) from None
+                retry_after = after
                 last_error = f"HTTP {error.code}: {message}"
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                # URLError: refused / DNS; OSError: reset, timeout; ValueError: a truncated body.
+            except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as error:
+                # URLError: refused / DNS; OSError: reset, timeout; HTTPException: a broken answer;
+                # ValueError: a truncated body.
                 last_error = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
-        raise PodUnreachable(f"{total} attempt(s) failed, last: {last_error}")
+        raise PodUnreachable(self.redact(f"{total} attempt(s) failed, last: {last_error}"), retry_after)
 
 
-def _error_details(error: urllib.error.HTTPError) -> Tuple[str, Optional[str]]:
-    """The server's message and machine-readable reason (None when it gave none)."""
+def parse_retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if math.isnan(seconds):
+        return None
+    return min(RETRY_AFTER_MAX, max(0.0, seconds))
+
+
+def _error_details(error: urllib.error.HTTPError) -> Tuple[str, Optional[str], Optional[float]]:
+    """The server's message, machine-readable reason and Retry-After (None when it gave none)."""
+    retry_after = parse_retry_after(error.headers.get("Retry-After") if error.headers else None)
     try:
         body = error.read().decode("utf-8", "replace")
     except Exception:  # the body is a courtesy; the status alone decides what happens next
-        return error.reason or "no message", None
+        return str(error.reason or "no message"), None, retry_after
     try:
         envelope = json.loads(body)["error"]
-        reason = (envelope.get("data") or {}).get("reason")
-        return str(envelope["message"]), str(reason) if reason else None
+        data = envelope.get("data") or {}
+        reason = data.get("reason")
+        if retry_after is None and isinstance(data.get("retryAfterSeconds"), (int, float)):
+            retry_after = parse_retry_after(str(data["retryAfterSeconds"]))
+        return str(envelope["message"]), str(reason) if reason else None, retry_after
     except (ValueError, KeyError, TypeError, AttributeError):
-        return body[:300] or str(error.reason), None
+        return body[:300] or str(error.reason), None, retry_after
 
 
-# --- Uploading rows (shared by the background writer and `sync`) -------------------------------
+# --- Sending rows (shared by the background writer and `sync`) ------------------------------------
 
 
-class UploadResult:
+class SendResult:
+    """What became of a list of spool entries sent to one procedure."""
+
     def __init__(self) -> None:
+        self.stored: List[str] = []  # ids the server holds now (inserted, duplicate or replaced)
+        self.rejected: List[Tuple[str, Row, str]] = []
+        self.unsent: List[Entry] = []
         self.inserted = 0
         self.duplicates = 0
         self.replaced = 0
         self.altered = 0
-        self.rejected: List[Tuple[Row, str]] = []
-        self.unsent: List[Row] = []
-        self.unreachable: Optional[str] = None
+        self.unreachable: Optional[PodUnreachable] = None
+        # A 401: nothing more can be sent with this token; the unsent rows stay in the spool.
+        self.refused: Optional[PodRejected] = None
 
     @property
     def persisted(self) -> int:
         # A duplicate is a row the server already holds (an earlier attempt or an earlier sync); a
         # replaced row had the key of a stored row with other content (a resumed run): ours is stored.
-        return self.inserted + self.duplicates + self.replaced
+        return len(self.stored)
 
 
-def batches(rows: Sequence[Row], max_rows: int = BATCH_MAX_ROWS, max_bytes: int = BATCH_MAX_BYTES) -> Iterable[List[Row]]:
-    """Split rows into batches within the server's row cap and a body-size budget."""
-    batch: List[Row] = []
+def batches(entries: Sequence[Entry], max_rows: int = BATCH_MAX_ROWS, max_bytes: int = BATCH_MAX_BYTES) -> Iterable[List[Entry]]:
+    """Split entries into batches within the server's row cap and a body-size budget."""
+    batch: List[Entry] = []
     size = 0
-    for row in rows:
-        row_size = len(to_json(row).encode("utf-8")) + 1
+    for entry in entries:
+        row_size = len(to_json(entry[1]).encode("utf-8")) + 1
         if batch and (len(batch) >= max_rows or size + row_size > max_bytes):
             yield batch
             batch, size = [], 0
-        batch.append(row)
+        batch.append(entry)
         size += row_size
     if batch:
         yield batch
 
 
-def upload_rows(client: PodClient, rows: Sequence[Row], *, attempts: Optional[int] = None, batch_size: int = BATCH_MAX_ROWS) -> UploadResult:
-    """Send rows in batches; stop at the first unreachable batch and return the rest as unsent."""
-    result = UploadResult()
-    pending = list(batches(rows, max_rows=min(batch_size, BATCH_MAX_ROWS)))
+def send_entries(
+    client: PodClient,
+    entries: Sequence[Entry],
+    *,
+    procedure: str = "pod.writePredictions",
+    key: str = "predictions",
+    attempts: Optional[int] = None,
+    batch_size: int = BATCH_MAX_ROWS,
+) -> SendResult:
+    """Send entries in batches; a 413 halves the batch (never drops it), the first unreachable
+    batch or 401 stops the sending and returns the rest as unsent."""
+    result = SendResult()
+    pending = list(batches(entries, max_rows=max(1, min(batch_size, BATCH_MAX_ROWS))))
     while pending:
         batch = pending.pop(0)
         try:
-            output = client.mutate("pod.writePredictions", {"predictions": batch}, attempts=attempts) or {}
+            output = client.mutate(procedure, {key: [row for _, row in batch]}, attempts=attempts) or {}
         except PodUnreachable as error:
-            result.unreachable = str(error)
-            result.unsent = batch + [row for rest in pending for row in rest]
+            result.unreachable = error
+            result.unsent = batch + [entry for rest in pending for entry in rest]
             return result
         except PodRejected as error:
+            if error.status == 401:
+                result.refused = error
+                result.unsent = batch + [entry for rest in pending for entry in rest]
+                return result
             if error.status == 413 and len(batch) > 1:
                 half = len(batch) // 2
                 pending[:0] = [batch[:half], batch[half:]]
                 continue
-            result.rejected.extend((row, error.message) for row in batch)
+            # One row larger than the server takes, or a batch refused as a whole (400): kept
+            # aside with the reason by the caller, never silently gone.
+            result.rejected.extend((entry_id, row, error.message) for entry_id, row in batch)
             continue
-        refused = {int(item["index"]): str(item.get("reason", "")) for item in output.get("rejected", [])}
-        result.rejected.extend((batch[i], reason) for i, reason in sorted(refused.items()) if 0 <= i < len(batch))
+        refused = {int(item["index"]): str(item.get("reason", "")) for item in output.get("rejected", []) if "index" in item}
+        for index, (entry_id, row) in enumerate(batch):
+            if index in refused:
+                result.rejected.append((entry_id, row, refused[index]))
+            else:
+                result.stored.append(entry_id)
         result.inserted += int(output.get("inserted", 0))
         result.duplicates += int(output.get("duplicates", 0))
         result.replaced += int(output.get("replaced", 0))
@@ -321,64 +475,225 @@ def upload_rows(client: PodClient, rows: Sequence[Row], *, attempts: Optional[in
     return result
 
 
-# --- Spool -------------------------------------------------------------------------------------
+# --- Spool: the write-ahead log ------------------------------------------------------------------
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # some platforms cannot open a directory; the file itself was fsync'd
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class Spool:
-    """A JSONL file of wire rows waiting for upload; the same format ``sync`` reads."""
+    """A write-ahead log of wire rows: appended and fsync'd before they are sent.
 
-    def __init__(self, path: str):
+    ``path`` holds one JSON row per line, each with an ``_id`` (stripped before sending);
+    ``path + ".done"`` lists the ids the server has acknowledged. Unacknowledged rows are the
+    ones still to send, by this run, the next run of the same job, or ``sync``. When every row is
+    done both files are removed; a long tail of done ids is compacted away (rewrite aside, fsync,
+    rename, then clear the done list: a crash in between leaves ids that match nothing).
+
+    A kill mid-append leaves a torn last line: it is cut off when the spool is opened, so the next
+    append starts on a fresh line (otherwise the glued line would lose the next row too). Lines
+    without an ``_id`` (a spool from an older callback, or written by hand) are keyed by their
+    byte offset, which no append changes. One process uses a spool at a time.
+
+    When the disk refuses a write, rows are kept in memory and still sent (said once, loudly).
+    """
+
+    COMPACT_AFTER = 5_000  # done ids before the spool is rewritten without them
+
+    def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
+        self.done_path = self.path + ".done"
+        self.rejected_path = self.path + ".rejected"
+        self._lock = threading.RLock()
+        self._opened = False
+        self._entries: Dict[str, Row] = {}  # not yet acknowledged, oldest first
+        self._done_count = 0
+        # Random per process: ids from two runs never collide, so stale done ids match nothing.
+        self._prefix = secrets.token_hex(6)
+        self._seq = 0
+        self.bad_lines = 0
+        self.torn_bytes = 0
+        self.write_error: Optional[str] = None
 
-    def append(self, rows: Sequence[Row]) -> None:
-        if not rows:
-            return
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(to_json(row) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())  # the point of a spool is surviving a killed pod
-
-    def read(self) -> List[Row]:
-        if not os.path.exists(self.path):
-            return []
-        rows = []
-        with open(self.path, encoding="utf-8") as handle:
-            for line in handle:
-                line = line.strip()
-                if not line:
+    def open(self) -> int:
+        """Load what earlier runs left (repairing a torn tail); returns the rows still to send."""
+        with self._lock:
+            if self._opened:
+                return len(self._entries)
+            self._opened = True
+            done: Set[str] = set()
+            if os.path.exists(self.done_path):
+                with open(self.done_path, encoding="utf-8", errors="replace") as handle:
+                    done = {line.strip() for line in handle if line.strip()}
+            if not os.path.exists(self.path):
+                self._remove(self.done_path)
+                return 0
+            with open(self.path, "rb+") as handle:
+                data = handle.read()
+                end = data.rfind(b"\n") + 1
+                if end < len(data):
+                    self.torn_bytes = len(data) - end
+                    handle.truncate(end)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    data = data[:end]
+            offset = 0
+            for raw in data.split(b"\n")[:-1]:
+                line_offset, offset = offset, offset + len(raw) + 1
+                if not raw.strip():
                     continue
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(raw.decode("utf-8"))
+                    if not isinstance(row, dict):
+                        raise ValueError("not an object")
                 except ValueError:
-                    # A line torn by a kill mid-write: skip it rather than block every later row.
+                    self.bad_lines += 1
                     continue
-        return rows
+                entry_id = str(row.pop("_id", "") or f"offset-{line_offset}")
+                if entry_id not in done:
+                    self._entries[entry_id] = row
+            self._done_count = len(done)
+            if not self._entries:
+                self._clear()
+            return len(self._entries)
 
-    def replace(self, rows: Sequence[Row]) -> None:
-        """Keep only ``rows``: written to a temporary file and renamed, so a crash keeps one copy."""
+    def append(self, rows: Sequence[Row]) -> List[str]:
+        """Write rows durably (fsync) and return their ids; the rows may be sent from now on."""
         if not rows:
-            if os.path.exists(self.path):
-                os.remove(self.path)
-            return
-        temporary = self.path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
+            return []
+        with self._lock:
+            self.open()
+            ids = []
+            lines = []
             for row in rows:
-                handle.write(to_json(row) + "\n")
-        os.replace(temporary, self.path)
+                self._seq += 1
+                entry_id = f"{self._prefix}-{self._seq}"
+                ids.append(entry_id)
+                lines.append(to_json({**row, "_id": entry_id}))
+            try:
+                self._write(self.path, "a", lines)
+            except OSError as error:
+                # Better sent without a safety net than not at all; the callback says so.
+                self.write_error = f"{type(error).__name__}: {error}"
+            for entry_id, row in zip(ids, rows):
+                self._entries[entry_id] = dict(row)
+            return ids
+
+    def pending(self, max_rows: Optional[int] = None) -> List[Entry]:
+        """The oldest unacknowledged rows, up to ``max_rows``."""
+        with self._lock:
+            entries = []
+            for entry_id, row in self._entries.items():
+                if max_rows is not None and len(entries) >= max_rows:
+                    break
+                entries.append((entry_id, row))
+            return entries
+
+    def ids(self) -> List[str]:
+        with self._lock:
+            return list(self._entries)
 
     def count(self) -> int:
-        return len(self.read())
+        with self._lock:
+            return len(self._entries)
+
+    def ack(self, ids: Sequence[str]) -> None:
+        """Mark rows done: the server holds them (or refused them for good)."""
+        with self._lock:
+            known = [entry_id for entry_id in ids if entry_id in self._entries]
+            if not known:
+                return
+            for entry_id in known:
+                del self._entries[entry_id]
+            if not self._entries:
+                self._clear()
+                return
+            try:
+                self._write(self.done_path, "a", known)
+            except OSError:
+                return  # the rows are acknowledged anyway; a later run would only resend duplicates
+            self._done_count += len(known)
+            if self._done_count >= self.COMPACT_AFTER and self._done_count > 2 * len(self._entries):
+                self.compact()
+
+    def reject(self, rejected: Sequence[Tuple[str, Row, str]]) -> None:
+        """Rows the server refused for good: kept aside in ``<spool>.rejected`` with the reason, then done."""
+        if not rejected:
+            return
+        with self._lock:
+            try:
+                self._write(self.rejected_path, "a", [to_json({**row, "_reason": reason}) for _, row, reason in rejected])
+            except OSError:
+                pass  # counted and logged by the caller; the file is a courtesy
+            self.ack([entry_id for entry_id, _, _ in rejected])
+
+    def compact(self) -> None:
+        """Rewrite the spool with only the unacknowledged rows, atomically."""
+        with self._lock:
+            if not self._entries:
+                self._clear()
+                return
+            aside = f"{self.path}.{os.getpid()}.tmp"
+            try:
+                self._write(aside, "w", [to_json({**row, "_id": entry_id}) for entry_id, row in self._entries.items()])
+                os.replace(aside, self.path)
+                _fsync_dir(os.path.dirname(self.path))
+                self._remove(self.done_path)
+                self._done_count = 0
+            except OSError:
+                self._remove(aside)
+
+    def _clear(self) -> None:
+        # The spool first: a crash in between leaves a done list that matches nothing.
+        self._remove(self.path)
+        self._remove(self.done_path)
+        self._done_count = 0
+
+    def _write(self, path: str, mode: str, lines: Sequence[str]) -> None:
+        directory = os.path.dirname(path)
+        created = not os.path.exists(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with open(path, mode, encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())  # the point of a write-ahead log is surviving a killed pod
+        if created and directory:
+            _fsync_dir(directory)
+
+    @staticmethod
+    def _remove(path: str) -> None:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass  # a spool that cannot be removed is replayed later as duplicates: harmless
 
 
-# --- Background writer -------------------------------------------------------------------------
+# --- Background writer ---------------------------------------------------------------------------
 
 
 class Counters:
-    """generated = persisted + spooled (still waiting) + rejected + rows in flight.
+    """generated = persisted + rejected + spooled + pending, at every moment (read under ``lock``).
+
+    - generated: rows made in this run, plus rows found in the spool at start.
+    - persisted: rows the server confirmed it holds (inserted + duplicates + replaced).
+    - rejected: rows the server refused for good (per-row reasons, or a 4xx other than 401/408/429);
+      kept in ``<spool>.rejected`` with the reason.
+    - spooled: rows on disk waiting for the server: it was unreachable, the token was refused,
+      local mode, or a previous run left them.
+    - pending: rows on disk that the writer is about to send or is sending (normally a handful).
 
     ``duplicates`` and ``replaced`` are parts of ``persisted``; ``altered`` counts stored rows in
     which the server replaced characters PostgreSQL cannot store by U+FFFD; ``metrics_refused``
@@ -401,14 +716,20 @@ class Counters:
         with self.lock:
             return {"generated": self.generated, "persisted": self.persisted, "spooled": self.spooled, "rejected": self.rejected}
 
+    @property
+    def pending(self) -> int:
+        with self.lock:
+            return self.generated - self.persisted - self.rejected - self.spooled
+
 
 class PredictionWriter:
-    """Ships rows, log lines and heartbeats from a background thread.
+    """Ships rows from the spool, plus log lines and heartbeats, from a background thread.
 
-    Training only enqueues; the network, retries and spooling happen here. After a batch cannot
-    be delivered the writer goes offline: new rows go straight to the spool (no long retry loop
-    per batch) and every ``probe_interval`` seconds a heartbeat or a one-attempt drain checks
-    whether the server is back, after which the spool is drained.
+    Training appends rows to the spool (fsync'd) and wakes the writer; the writer sends the
+    oldest unacknowledged rows and acknowledges what the server stored. After a batch cannot be
+    delivered the writer goes offline: rows wait in the spool (counted as spooled) and every
+    ``probe_interval`` seconds a heartbeat or a one-attempt send checks whether the server is
+    back. A 401 stops all sending with that token; the rows stay in the spool for ``sync``.
     """
 
     def __init__(
@@ -420,43 +741,72 @@ class PredictionWriter:
         local_mode: bool,
         status: Callable[[], Dict[str, Any]],
         emit: Callable[[str, str], None],
+        notify: Callable[[str, str], None],
         heartbeat_interval: float = 5.0,
         probe_interval: float = 10.0,
-    ):
+        metrics_spool: Optional[Spool] = None,
+    ) -> None:
         self.client = client
         self.spool = spool
+        self.metrics_spool = metrics_spool or Spool(metrics_spool_path(spool.path))
         self.counters = counters
         self.local_mode = local_mode
         self._status = status
-        self._emit = emit
+        self._emit = emit  # printed and sent to pod.log
+        self._notify = notify  # printed only (e.g. once the token is refused)
         self.heartbeat_interval = heartbeat_interval
         self.probe_interval = probe_interval
-        self._queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
+        self._queue: "queue.Queue[Tuple[str, Optional[threading.Event]]]" = queue.Queue()
         self._logs: List[Dict[str, str]] = []
         self._logs_lock = threading.Lock()
-        self._metrics: List[Row] = []
-        self._metrics_dropped = 0
-        self._metrics_lock = threading.Lock()
+        self._held: Set[str] = set()  # ids counted as spooled
         self._online = True
         self._next_probe = 0.0
         self._next_heartbeat = 0.0
-        self._rejection_reported = False
         self._heartbeats = 0
-        self._held: Optional[Tuple[str, Any]] = None  # a flush/stop marker met while coalescing
+        self._rejection_reported = False
+        self._write_error_reported = False
         self._thread = threading.Thread(target=self._run, name="predictions-writer", daemon=True)
+        self._started = False
         self._closed = False
+        self.finishing = False  # training ended: heartbeats say "finishing" (a late row may still come)
         self.cancelled = False
-        with counters.lock:
-            counters.spooled = spool.count()
+        self.token_refused: Optional[str] = None  # the reason of the 401 that stopped the sending
 
-    # Called from the training thread -----------------------------------------------------------
+    @property
+    def sending(self) -> bool:
+        return not self.local_mode and self.client is not None and self.token_refused is None
+
+    # Called from the training thread ------------------------------------------------------------
 
     def start(self) -> None:
+        """Open the spools (what an earlier run left counts as generated and spooled) and start."""
+        if self._started:
+            return
+        self._started = True
+        found = self.spool.open()
+        self.metrics_spool.open()
+        with self.counters.lock:
+            self.counters.generated += found
+        self._hold(self.spool.ids())
+        if self.spool.torn_bytes:
+            self._emit("warn", f"the spool {self.spool.path} ended with a line cut short by a killed process; that partial line was dropped")
+        if found:
+            self._emit("info", f"{found} prediction(s) left in {self.spool.path} by an earlier run will be uploaded")
         self._thread.start()
 
     def submit(self, rows: List[Row]) -> None:
-        if rows:
-            self._queue.put(("rows", rows))
+        """Append rows to the spool (durably, before anything is sent) and wake the sender."""
+        if not rows:
+            return
+        ids = self.spool.append(rows)
+        with self.counters.lock:
+            self.counters.generated += len(ids)
+        self._report_write_error()
+        if not self.sending or not self._online or self._closed:
+            self._hold(ids)
+        if not self._closed:
+            self._queue.put(("wake", None))
 
     def log(self, level: str, message: str) -> None:
         """Queue a line for ``pod.log`` (printing is the caller's business)."""
@@ -467,26 +817,31 @@ class PredictionWriter:
             del self._logs[:-LOG_BUFFER_MAX]
 
     def metrics(self, rows: List[Row]) -> None:
-        """Queue metric points for ``pod.writeMetrics``; the oldest give way when the buffer is full."""
-        if self.client is None or not rows:
+        """Append metric points to their spool and wake the sender."""
+        if not rows:
             return
-        with self._metrics_lock:
-            self._metrics.extend(rows)
-            overflow = len(self._metrics) - METRICS_BUFFER_MAX
-            if overflow > 0:
-                del self._metrics[:overflow]
-                self._metrics_dropped += overflow
+        self.metrics_spool.append(rows)
+        if not self._closed:
+            self._queue.put(("wake", None))
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Deliver (or spool) everything submitted so far and try the spool once; True when done."""
+        """Send what the spool holds (one attempt if offline); True when done within ``timeout``."""
         return self._request("flush", timeout)
 
     def close(self, timeout: float = 60.0) -> bool:
-        """Flush, send a last heartbeat and stop the thread. Safe to call more than once."""
+        """Flush once more, send a last heartbeat and stop the thread. Safe to call more than once.
+
+        Bounded: retries stop waiting, and whatever is unacknowledged when ``timeout`` runs out (a
+        server that hangs) is already on disk and counted as spooled.
+        """
         if self._closed:
             return True
         self._closed = True
-        return self._request("stop", timeout)
+        if self.client is not None:
+            self.client.stop.set()
+        done = self._request("stop", timeout)
+        self._hold(self.spool.ids())
+        return done
 
     def _request(self, kind: str, timeout: float) -> bool:
         if not self._thread.is_alive():
@@ -495,103 +850,31 @@ class PredictionWriter:
         self._queue.put((kind, done))
         return done.wait(timeout)
 
-    # The writer thread -------------------------------------------------------------------------
+    # Accounting -------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            wait = max(0.05, self._next_heartbeat - time.monotonic())
-            try:
-                if self._held is not None:
-                    (kind, item), self._held = self._held, None
-                else:
-                    kind, item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                kind, item = "tick", None
-            try:
-                if kind == "rows":
-                    self._deliver(self._coalesce(item))
-                elif kind in ("flush", "stop"):
-                    self._drain_spool(force=True)
-                    self._send_metrics()
-                    if kind == "stop":
-                        self._heartbeat("finishing")
-                    self._send_logs()
-                    item.set()
-                    if kind == "stop":
-                        return
-                self._periodic()
-            except Exception as error:  # the writer must outlive any single bad request
-                self._emit("error", f"predictions writer: unexpected {type(error).__name__}: {error}")
-
-    def _coalesce(self, rows: List[Row]) -> List[Row]:
-        """Merge rows already queued behind this batch, so a burst costs one request."""
-        merged = list(rows)
-        while len(merged) < BATCH_MAX_ROWS:
-            try:
-                kind, item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if kind != "rows":
-                self._held = (kind, item)  # handled next, after this batch, keeping the order
-                break
-            merged.extend(item)
-        return merged
-
-    def _periodic(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_heartbeat:
-            self._next_heartbeat = now + self.heartbeat_interval
-            self._heartbeat("running" if self._heartbeats else "starting")
-            self._drain_spool(force=False)
-        self._send_metrics()
-        self._send_logs()
-
-    def _deliver(self, rows: List[Row]) -> None:
-        if self.local_mode or self.client is None:
-            self._to_spool(rows)
-            return
-        if not self._online and time.monotonic() < self._next_probe:
-            self._to_spool(rows)
-            return
-        # Offline and due a probe: one attempt only, so a dead server costs one timeout.
-        result = upload_rows(self.client, rows, attempts=None if self._online else 1)
-        self._account(result, from_spool=False)
-        if result.unsent:
-            self._to_spool(result.unsent)
-        elif not self._online:
-            self._set_online(True)
-            self._drain_spool(force=True)
-
-    def _to_spool(self, rows: List[Row]) -> None:
-        self.spool.append(rows)
+    def _hold(self, ids: Iterable[str]) -> None:
         with self.counters.lock:
-            self.counters.spooled += len(rows)
+            new = [entry_id for entry_id in ids if entry_id not in self._held]
+            self._held.update(new)
+            self.counters.spooled += len(new)
 
-    def _drain_spool(self, *, force: bool) -> None:
-        if self.local_mode or self.client is None:
-            return
-        if not self._online and not force and time.monotonic() < self._next_probe:
-            return
-        rows = self.spool.read()
-        if not rows:
-            return
-        result = upload_rows(self.client, rows, attempts=None if self._online else 1)
-        self.spool.replace(result.unsent)
-        self._account(result, from_spool=True, spooled_before=len(rows))
-        if not result.unsent:
-            self._set_online(True)
-            self._emit("info", f"uploaded {result.persisted} spooled prediction(s); the spool is empty")
-
-    def _account(self, result: UploadResult, *, from_spool: bool, spooled_before: int = 0) -> None:
+    def _settle(self, result: SendResult) -> None:
+        """Count and acknowledge what the server stored or refused; hold what it did not take."""
+        self.spool.ack(result.stored)
+        self.spool.reject(result.rejected)
         with self.counters.lock:
-            self.counters.persisted += result.persisted
+            for entry_id in result.stored + [entry_id for entry_id, _, _ in result.rejected]:
+                if entry_id in self._held:
+                    self._held.discard(entry_id)
+                    self.counters.spooled -= 1
+            self.counters.persisted += len(result.stored)
+            self.counters.rejected += len(result.rejected)
             self.counters.duplicates += result.duplicates
             self.counters.replaced += result.replaced
             first_altered = self.counters.altered == 0
             self.counters.altered += result.altered
-            self.counters.rejected += len(result.rejected)
-            if from_spool:
-                self.counters.spooled = len(result.unsent) + max(0, self.counters.spooled - spooled_before)
+        if result.unsent:
+            self._hold(entry_id for entry_id, _ in result.unsent)
         if result.altered and first_altered:
             # Said loudly once; the summary gives the total over the run.
             self._emit("warn", altered_note(result.altered) + " (the summary gives the total)")
@@ -601,82 +884,162 @@ class PredictionWriter:
                 f"{result.replaced} prediction(s) replaced rows the server held at the same (step, sampleIndex) "
                 "with other content (a run resumed from a checkpoint?)",
             )
-        for row, reason in result.rejected[:5]:
+        for _, row, reason in result.rejected[:5]:
             self._emit("error", f"server rejected prediction step={row.get('step')} sampleIndex={row.get('sampleIndex')}: {reason}")
         if len(result.rejected) > 5:
             self._emit("error", f"... and {len(result.rejected) - 5} more rejected prediction(s)")
-        if result.unreachable:
-            if self._online:
-                self._emit("warn", f"server unreachable ({result.unreachable}); spooling predictions to {self.spool.path} and retrying every {self.probe_interval:g}s")
-            self._set_online(False)
+        if result.rejected:
+            self._emit("error", f"rejected predictions are kept with their reasons in {self.spool.rejected_path}")
 
-    def _set_online(self, online: bool) -> None:
-        self._online = online
-        if not online:
-            self._next_probe = time.monotonic() + self.probe_interval
+    def _report_write_error(self) -> None:
+        error = self.spool.write_error or self.metrics_spool.write_error
+        if error and not self._write_error_reported:
+            self._write_error_reported = True
+            self._emit("error", f"cannot write the spool {self.spool.path} ({error}); predictions are sent from memory and a killed pod would lose them")
+
+    # The writer thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            deadline = self._next_heartbeat if self._online else min(self._next_heartbeat, self._next_probe)
+            try:
+                kind, done = self._queue.get(timeout=max(0.05, deadline - time.monotonic()))
+            except queue.Empty:
+                kind, done = "tick", None
+            try:
+                if kind in ("wake", "tick"):
+                    self._pump(force=False)
+                else:
+                    self._pump(force=True)
+                    self._send_metrics(force=True)
+                    if kind == "stop" or self.finishing:
+                        # The job page sees the end-of-training counters at once.
+                        self._heartbeat("finishing")
+                    self._send_logs()
+                self._periodic()
+            except Exception as error:  # the writer must outlive any single bad request
+                self._emit("error", f"predictions writer: unexpected {type(error).__name__}: {error}")
+            finally:
+                if done is not None:
+                    done.set()
+            if kind == "stop":
+                return
+
+    def _periodic(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.heartbeat_interval
+            self._heartbeat("finishing" if self.finishing else "running" if self._heartbeats else "starting")
+        self._pump(force=False)
+        self._send_metrics(force=False)
+        self._send_logs()
+
+    def _may_send(self, force: bool) -> bool:
+        if not self.sending:
+            return False
+        return self._online or force or time.monotonic() >= self._next_probe
+
+    def _pump(self, *, force: bool) -> None:
+        """Send the spool's unacknowledged rows, oldest first, until it is empty or a send fails."""
+        if not self._may_send(force):
+            self._hold(self.spool.ids())
+            return
+        while True:
+            entries = self.spool.pending(BATCH_MAX_ROWS)
+            if not entries:
+                return
+            # Offline and due a probe: one attempt only, so a dead server costs one timeout.
+            assert self.client is not None
+            result = send_entries(self.client, entries, attempts=None if self._online else 1)
+            self._settle(result)
+            if result.refused is not None:
+                self._refuse_token(result.refused)
+                return
+            if result.unreachable is not None:
+                self._go_offline(str(result.unreachable), result.unreachable.retry_after)
+                self._hold(self.spool.ids())
+                return
+            if not self._online:
+                self._online = True
+                self._emit("info", "the server answers again; uploading the spooled predictions")
+
+    def _go_offline(self, why: str, retry_after: Optional[float] = None) -> None:
+        if self._online:
+            self._emit("warn", f"server unreachable ({why}); spooling predictions to {self.spool.path} and retrying every {self.probe_interval:g}s")
+        self._online = False
+        self._next_probe = time.monotonic() + max(self.probe_interval, retry_after or 0.0)
+
+    def _refuse_token(self, error: PodRejected) -> None:
+        """A 401: nothing this token sends will be taken again. Keep every row; say how to recover, once."""
+        if self.token_refused is not None:
+            return
+        self.token_refused = error.reason or "unauthorized"
+        if error.reason == "job_ended":
+            self.cancelled = True
+            self._notify("warn", f"the job has ended on the server ({error.message}); training stops at the next step")
+        self._hold(self.spool.ids())
+        if error.reason == "job_ended" and self.spool.count() == 0:
+            return  # nothing to recover; a row made later is kept, and the summary says how to sync it
+        self._notify("error", rotate_hint(error.reason, self.spool.path, self.spool.count()))
 
     def _heartbeat(self, status: str) -> None:
-        if self.client is None:
+        if self.client is None or self.token_refused is not None:
             return
-        payload = {**self._status(), "status": status, "counters": self.counters.snapshot()}
+        payload = {**self._status(), "status": status}
         with self.counters.lock:
+            payload["counters"] = {
+                "generated": self.counters.generated,
+                "persisted": self.counters.persisted,
+                "spooled": self.counters.spooled,
+                "rejected": self.counters.rejected,
+            }
             payload["triggerFires"] = self.counters.trigger_fires
         try:
             self._heartbeats += 1
-            answer = self.client.mutate("pod.heartbeat", payload, attempts=1) or {}
-        except PodUnreachable:
-            self._set_online(False)
+            self.client.mutate("pod.heartbeat", payload, attempts=1)
+        except PodUnreachable as error:
+            self._go_offline(str(error), error.retry_after)
             return
         except PodRejected as error:
-            if error.reason == "job_ended" and not self.cancelled:
-                self.cancelled = True
-                self._emit("warn", f"the job has ended on the server ({error.message}); training stops at the next step")
-            if not self._rejection_reported:
+            if error.status == 401:
+                self._refuse_token(error)
+            elif not self._rejection_reported:
                 self._rejection_reported = True
                 self._emit("error", f"heartbeat refused by the server: {error.message}")
             return
-        if answer.get("cancelled"):
-            self.cancelled = True
         if not self._online:
             # The server answers again: try the spool at once instead of waiting for a probe.
-            self._set_online(True)
-            self._drain_spool(force=True)
+            self._online = True
+            self._pump(force=True)
 
-    def _send_metrics(self) -> None:
-        """Ship buffered metric points; a point the server refuses is reported once and let go."""
-        if self.client is None or not self._online:
+    def _send_metrics(self, *, force: bool) -> None:
+        """Ship spooled metric points; a point the server refuses is reported once and let go."""
+        if not self.sending or (not self._online and not force):
             return
-        with self._metrics_lock:
-            dropped, self._metrics_dropped = self._metrics_dropped, 0
-        if dropped:
-            self._emit("warn", f"{dropped} metric point(s) were dropped while the server could not take them")
+        assert self.client is not None
         while True:
-            with self._metrics_lock:
-                points = self._metrics[:BATCH_MAX_ROWS]
-            if not points:
+            entries = self.metrics_spool.pending(BATCH_MAX_ROWS)
+            if not entries:
                 return
-            refused: List[Tuple[Row, str]] = []
-            try:
-                answer = self.client.mutate("pod.writeMetrics", {"metrics": points}, attempts=1) or {}
-                for item in answer.get("rejected", []):
-                    index = int(item.get("index", -1))
-                    refused.append((points[index] if 0 <= index < len(points) else {}, str(item.get("reason", ""))))
-            except PodUnreachable:
-                return  # kept for the next round
-            except PodRejected as error:
-                refused = [(point, error.message) for point in points]
-            with self._metrics_lock:
-                del self._metrics[: len(points)]
+            result = send_entries(self.client, entries, procedure="pod.writeMetrics", key="metrics", attempts=1)
+            self.metrics_spool.ack(result.stored)
+            self.metrics_spool.reject(result.rejected)
+            refused = result.rejected
             if refused:
                 with self.counters.lock:
                     self.counters.metrics_refused += len(refused)
                 # JSON-quoted, as the TypeScript pod writes it: the name may hold the control character that got it refused.
-                reasons = "; ".join(f"{json.dumps(point.get('name'))} at step {point.get('step')}: {reason}" for point, reason in refused[:5])
+                reasons = "; ".join(f"{json.dumps(row.get('name'))} at step {row.get('step')}: {reason}" for _, row, reason in refused[:5])
                 more = f" (and {len(refused) - 5} more)" if len(refused) > 5 else ""
-                self._emit("error", f"server refused {len(refused)} of {len(points)} metric point(s), not resent: {reasons}{more}")
+                self._emit("error", f"server refused {len(refused)} of {len(entries)} metric point(s), not resent: {reasons}{more}")
+            if result.refused is not None:
+                self._refuse_token(result.refused)
+                return
+            if result.unreachable is not None:
+                return  # kept in the metrics spool for the next round
 
     def _send_logs(self) -> None:
-        if self.client is None or not self._online:
+        if self.client is None or not self._online or self.token_refused is not None:
             return
         while True:
             with self._logs_lock:
@@ -687,13 +1050,16 @@ class PredictionWriter:
                 self.client.mutate("pod.log", {"lines": lines}, attempts=1)
             except PodUnreachable:
                 return  # kept for the next round
-            except PodRejected:
-                pass  # a refused log batch is not worth a second try; the lines are on stderr
+            except PodRejected as error:
+                if error.status == 401:
+                    self._refuse_token(error)
+                    return
+                # a refused log batch is not worth a second try; the lines are on stderr
             with self._logs_lock:
                 del self._logs[: len(lines)]
 
 
-# --- The callback ------------------------------------------------------------------------------
+# --- The callback --------------------------------------------------------------------------------
 
 
 def _completion_of(sample: Mapping[str, Any]) -> str:
@@ -708,11 +1074,35 @@ def _strategy_name(value: Any) -> str:
     return str(getattr(value, "value", value)).lower()
 
 
+def agree_across_ranks(stop: bool) -> bool:
+    """Rank 0's decision to stop, on every rank, so all ranks stop at the same step.
+
+    Under torch.distributed only rank 0 talks to the server; a rank that stopped alone would leave
+    the others waiting in the next collective for ever. Without an initialised process group (one
+    process, or torch absent) the local decision stands. torch is never imported here: if the
+    group is initialised, torch.distributed is already loaded.
+    """
+    dist = sys.modules.get("torch.distributed")
+    torch = sys.modules.get("torch")
+    if dist is None or torch is None or not dist.is_available() or not dist.is_initialized():
+        return stop
+    # NCCL only moves CUDA tensors; gloo (CPU) takes CPU ones.
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    flag = torch.tensor([1 if stop else 0], dtype=torch.int32, device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 class PredictionsCallback:
     """A ``transformers.TrainerCallback``-compatible callback that samples predictions.
 
     Duck-typed on purpose (no ``transformers`` import): ``Trainer`` calls every ``on_*`` event on
     every callback, and the ones this class does not use are answered by ``__getattr__``.
+
+    Training's end is not the callback's end: ``trainer.evaluate()`` after ``trainer.train()``, or
+    a second ``train()``, makes rows after ``on_train_end``; they are sent like any other (the
+    server accepts a finished job's token for a grace period). The writer stops at ``close()``,
+    at interpreter exit or on SIGTERM.
 
     Args:
         samples: rows with ``prompt`` and ``completion`` (or ``response`` / ``output``).
@@ -722,9 +1112,12 @@ class PredictionsCallback:
         step_interval: optimizer steps between samples; required for ``"steps"``.
         sample_count: how many samples, chosen once with ``seed``.
         generate_fn: ``(prompts) -> completions``, replacing ``model.generate``.
-        spool_path: where undeliverable predictions are kept (JSONL).
+        spool_path: the write-ahead spool (JSONL); one per job by default, in the working directory.
         environ: the environment to read ``JOB_ID`` / ``JOB_TOKEN`` / ``API_URL`` from.
         finish_job: report ``pod.finish`` when training ends with every prediction stored.
+        http_timeout: seconds one request may take (a server that hangs costs this per attempt).
+        exit_timeout: seconds the final flush may take at exit; what is not stored by then stays
+            in the spool for the next run or ``sync``.
     """
 
     def __init__(
@@ -745,10 +1138,11 @@ class PredictionsCallback:
         retry_attempts: int = 5,
         backoff_base: float = 0.5,
         http_timeout: float = 15.0,
+        exit_timeout: float = 30.0,
         finish_job: bool = True,
         install_handlers: bool = True,
-        stream: Any = None,
-    ):
+        stream: Optional[TextIO] = None,
+    ) -> None:
         if sample_frequency not in TRIGGERS:
             raise ValueError(f"sample_frequency must be one of {', '.join(TRIGGERS)}, got {sample_frequency!r}")
         if sample_frequency == "steps" and (not isinstance(step_interval, int) or step_interval < 1):
@@ -764,6 +1158,7 @@ class PredictionsCallback:
         self.tokenizer = tokenizer
         self.generate_fn = generate_fn
         self.finish_job = finish_job
+        self.exit_timeout = exit_timeout
         self._install_handlers = install_handlers
         self._stream = stream
 
@@ -771,16 +1166,17 @@ class PredictionsCallback:
         chosen = random.Random(seed).sample(range(len(samples)), k=min(sample_count, len(samples)))
         self.samples = [{"prompt": str(samples[i]["prompt"]), "groundTruth": _completion_of(samples[i])} for i in chosen]
 
-        env = dict(os.environ if environ is None else environ)
-        self.missing = missing_env(env)
+        env = PodEnv(os.environ if environ is None else environ)
+        self.missing = env.missing
         self.local_mode = bool(self.missing)
-        self.env_presence = {name: name not in self.missing for name in ENV_VARS}
-        self.spool = Spool(spool_path or default_spool_path(env.get("JOB_ID")))
+        self.env_presence = dict(env.presence)
+        self.spool = Spool(spool_path or default_spool_path(env.job_id))
         # Even in local mode a heartbeat can still tell the server which variable is missing,
         # when the two it needs to reach the job are there.
         client = None
-        if env.get("API_URL") and env.get("JOB_TOKEN"):
-            client = PodClient(env["API_URL"], env["JOB_TOKEN"], attempts=retry_attempts, backoff_base=backoff_base, timeout=http_timeout)
+        if env.can_connect:
+            assert env.api_url is not None and env.token is not None
+            client = PodClient(env.api_url, env.token, attempts=retry_attempts, backoff_base=backoff_base, timeout=http_timeout)
         self.counters = Counters()
         self.writer = PredictionWriter(
             client,
@@ -789,6 +1185,7 @@ class PredictionsCallback:
             local_mode=self.local_mode,
             status=self._status,
             emit=self._log,
+            notify=self._print,
             heartbeat_interval=heartbeat_interval,
             probe_interval=probe_interval,
         )
@@ -796,19 +1193,25 @@ class PredictionsCallback:
         self._epoch = 0.0
         self._step = 0
         self._total_steps = 0
-        self._fired_steps: set = set()
+        self._fired_steps: Set[int] = set()
         self._started = False
-        self._ended = False
+        self._closed = False
+        self._finished_at: Optional[Tuple[int, int]] = None  # (generated, persisted) when pod.finish was last sent
+        self._train_ended = False
+        self._summarised: Optional[Dict[str, int]] = None
         self._previous_sigterm: Any = None
         self._warned_clipped = False
 
-        if self.local_mode and self._is_main_rank():
-            self._log(
-                "warn",
-                f"LOCAL MODE: missing environment variable(s) {', '.join(self.missing)}; "
-                f"predictions will be written to {self.spool.path} and NOT sent to the server. "
-                f"Upload them later with: python3 predictions_callback.py sync --spool {self.spool.path}",
-            )
+        if self._is_main_rank():
+            for problem in env.problems:
+                self._print("error", f"configuration: {problem}")
+            if self.local_mode:
+                self._log(
+                    "warn",
+                    f"LOCAL MODE: missing environment variable(s) {', '.join(self.missing)}; "
+                    f"predictions will be written to {self.spool.path} and NOT sent to the server. "
+                    f"Upload them later with: {SYNC_COMMAND} {self.spool.path}",
+                )
 
     # Trainer events -----------------------------------------------------------------------------
 
@@ -823,6 +1226,11 @@ class PredictionsCallback:
         if not self._is_world_zero(state):
             return
         self._track(state)
+        # A second train() counts its steps from 0 again: its fires are new rows (replacing the
+        # first run's at the same step), not repeats to skip.
+        self._fired_steps.clear()
+        self._train_ended = False
+        self.writer.finishing = False
         self._start()
         if self.sample_frequency == "eval" and args is not None:
             strategy = _strategy_name(getattr(args, "eval_strategy", getattr(args, "evaluation_strategy", "no")))
@@ -834,11 +1242,13 @@ class PredictionsCallback:
                 )
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if not self._is_world_zero(state):
+        world_zero = self._is_world_zero(state)
+        # Every rank asks, every step: the collective must be entered by all ranks or none.
+        if agree_across_ranks(world_zero and self.writer.cancelled) and control is not None:
+            control.should_training_stop = True
+        if not world_zero:
             return
         self._track(state)
-        if self.writer.cancelled and control is not None:
-            control.should_training_stop = True
         step = int(getattr(state, "global_step", 0) or 0)
         if self.sample_frequency == "steps" and step > 0 and step % self.step_interval == 0:
             self._fire("steps", state, kwargs)
@@ -846,7 +1256,7 @@ class PredictionsCallback:
     def on_log(self, args: Any, state: Any, control: Any, logs: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> None:
         # Trainer logs train and eval numbers here (loss, eval_loss, eval_precision@5...); a NaN
         # loss is sent as "NaN" rather than dropped: a diverging run is worth seeing.
-        if not logs or self._ended or not self._is_world_zero(state):
+        if not logs or not self._is_world_zero(state):
             return
         self._track(state)
         self._start()
@@ -857,6 +1267,9 @@ class PredictionsCallback:
         if self.sample_frequency == "eval" and self._is_world_zero(state):
             self._track(state)
             self._fire("eval", state, kwargs)
+            if self._train_ended:
+                # trainer.evaluate() after train(): nothing else is coming to flush these rows soon.
+                self._end_of_training()
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.sample_frequency == "epoch" and self._is_world_zero(state):
@@ -867,7 +1280,8 @@ class PredictionsCallback:
         if not self._is_world_zero(state):
             return
         self._track(state)
-        self.close(completed=True)
+        self._train_ended = True
+        self._end_of_training()
 
     # Firing -------------------------------------------------------------------------------------
 
@@ -892,21 +1306,15 @@ class PredictionsCallback:
         for index, (sample, completion) in enumerate(zip(self.samples, completions)):
             row = {"epoch": epoch, "step": step, "sampleIndex": index, "trigger": trigger}
             for key, value in (("prompt", sample["prompt"]), ("groundTruth", sample["groundTruth"]), ("prediction", str(completion))):
-                row[key], clipped = clip_field(value)
+                row[key], clipped = clip_field(value, FIELD_LIMITS.get(key, FIELD_LIMIT))
                 if clipped and not self._warned_clipped:
                     self._warned_clipped = True
-                    self._log("warn", f"a {key} longer than {FIELD_LIMIT} characters was clipped to fit the server's limit")
+                    self._log("warn", f"a {key} longer than {FIELD_LIMITS.get(key, FIELD_LIMIT)} characters was clipped to fit the server's limit")
             rows.append(row)
-        with self.counters.lock:
-            self.counters.generated += len(rows)
-        if self._ended:
-            # e.g. trainer.evaluate() after train(): the writer has stopped, so keep the rows on disk.
-            self.spool.append(rows)
-            with self.counters.lock:
-                self.counters.spooled += len(rows)
-            self._print("warn", f"{len(rows)} prediction(s) made after training ended were written to {self.spool.path}; upload them with sync")
-            return
+        # On disk (fsync'd) before this returns: from here on a killed pod cannot lose them.
         self.writer.submit(rows)
+        if self._closed:
+            self._print("warn", f"{len(rows)} prediction(s) made after the callback was closed are in {self.spool.path}; upload them with sync")
 
     def _generate(self, prompts: List[str], kwargs: Mapping[str, Any]) -> List[str]:
         if self.generate_fn is not None:
@@ -948,7 +1356,7 @@ class PredictionsCallback:
 
     def _start(self) -> None:
         """Start the writer on first use in the main process (other ranks never start one)."""
-        if self._started:
+        if self._started or self._closed:
             return
         self._started = True
         self.writer.start()
@@ -959,55 +1367,100 @@ class PredictionsCallback:
             self._log("info", f"predictions: cloud mode, trigger {self.sample_frequency}, {len(self.samples)} sample(s) per fire")
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Wait until every prediction so far is persisted or spooled."""
-        return self.writer.flush(timeout) if self._started else True
+        """Wait until the spool is sent (or the server is found unreachable)."""
+        return self.writer.flush(timeout) if self._started and not self._closed else True
 
-    def close(self, *, completed: bool = False, timeout: float = 120.0) -> Dict[str, int]:
-        """Flush, stop the writer, report ``pod.finish`` when appropriate, print the summary."""
-        if self._ended:
-            return self.counters.snapshot()
-        self._ended = True
-        if self._started:
-            self.writer.close(timeout)
+    def _end_of_training(self) -> None:
+        """Flush (bounded), report the job finished when every row is stored, print the summary.
+
+        The writer keeps running: rows made later (``evaluate()`` after ``train()``) are sent too.
+        """
+        if not self._started or self._closed:
+            return
+        self.writer.finishing = True
+        self.flush(timeout=self.exit_timeout)
+        self._report_finished()
+        self._summarise()
+
+    def _report_finished(self) -> None:
+        if not (self._train_ended and self.finish_job and self._started) or self.local_mode or self._client is None:
+            return
+        if not self.writer.sending:
+            return  # a refused token cannot report anything; rotate_hint said what to do
         counters = self.counters.snapshot()
-        if completed and self.finish_job and self._started and not self.local_mode and self._client is not None:
-            if counters["spooled"] == 0:
-                try:
-                    self._client.mutate("pod.finish", {"status": "completed"})
-                except (PodRejected, PodUnreachable) as error:
-                    self._print("warn", f"could not report the job finished: {error}")
+        if self._finished_at == (counters["generated"], counters["persisted"]):
+            return  # nothing new since the last report (finishing twice is harmless, but noisy)
+        if counters["spooled"] or self.counters.pending:
+            self._print("warn", "not reporting the job finished yet: predictions are still waiting in the spool")
+            return
+        try:
+            self._client.mutate("pod.finish", {"status": "completed"}, attempts=2)
+            self._finished_at = (counters["generated"], counters["persisted"])
+        except PodUnreachable as error:
+            self._print("warn", f"could not report the job finished: {error}")
+        except PodRejected as error:
+            if error.status == 401:
+                self.writer._refuse_token(error)
             else:
-                # Finishing revokes the token, which `sync` still needs for the spooled rows.
-                self._print("warn", "not reporting the job finished: spooled predictions still need the job token to upload")
+                self._print("warn", f"could not report the job finished: {error}")
+
+    def close(self, *, completed: bool = False, timeout: Optional[float] = None) -> Dict[str, int]:
+        """Flush, stop the writer, report ``pod.finish`` when appropriate, print the summary.
+
+        Bounded by ``timeout`` (``exit_timeout`` by default): with a server that hangs, the rows
+        not yet stored stay in the spool, and the summary says so.
+        """
+        if self._closed:
+            return self.counters.snapshot()
+        if completed:
+            self._train_ended = True
+        self.writer.finishing = self._train_ended
+        if self._started:
+            self.writer.close(self.exit_timeout if timeout is None else timeout)
+            self._report_finished()
+        self._closed = True
+        self._summarise()
+        return self.counters.snapshot()
+
+    def _summarise(self) -> None:
+        counters = self.counters.snapshot()
+        if counters == self._summarised:
+            return  # said already, nothing changed since
+        self._summarised = counters
         self._print("info", self.summary())
-        return counters
 
     def summary(self) -> str:
         c = self.counters.snapshot()
         with self.counters.lock:
             fires = self.counters.trigger_fires
             replaced, altered, metrics_refused = self.counters.replaced, self.counters.altered, self.counters.metrics_refused
+        pending = self.counters.pending
         line = (
             f"predictions summary: mode={'local' if self.local_mode else 'cloud'} trigger={self.sample_frequency} "
             f"fires={fires} generated={c['generated']} persisted={c['persisted']} spooled={c['spooled']} rejected={c['rejected']} "
             f"replaced={replaced} altered={altered} metrics_refused={metrics_refused}"
         )
+        if pending:
+            line += f" pending={pending}"
         if altered:
             line += f"; {altered_note(altered)}"
         if metrics_refused:
             line += f"; {metrics_refused} metric point(s) were refused by the server (reasons logged above)"
+        if c["rejected"]:
+            line += f"; rejected rows are in {self.spool.rejected_path} with their reasons"
         if self.local_mode:
             line += f"; missing env: {', '.join(self.missing)}"
-        if c["spooled"]:
+        if c["spooled"] or pending:
             line += (
-                f"; {c['spooled']} prediction(s) are in {self.spool.path}: upload them with "
-                f"JOB_TOKEN=<the job token> API_URL=<server url> python3 predictions_callback.py sync --spool {self.spool.path}"
+                f"; {c['spooled'] + pending} prediction(s) are in {self.spool.path}: the next run of this job uploads them, or run "
+                f"JOB_TOKEN=<the job token> API_URL=<server url> {SYNC_COMMAND} {self.spool.path}"
             )
         return line
 
     def _at_exit(self) -> None:
-        # Interpreter exit without on_train_end (a crash, or a script that stops early): flush.
-        self.close(completed=False, timeout=30.0)
+        # Interpreter exit: the last rows (a late evaluate(), or a script that stops early) are sent
+        # within exit_timeout or left in the spool.
+        self.close(completed=self._train_ended)
 
     def _install_sigterm(self) -> None:
         try:
@@ -1017,7 +1470,7 @@ class PredictionsCallback:
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._print("warn", "SIGTERM: flushing predictions before exiting")
-        self.close(completed=False, timeout=20.0)
+        self.close(completed=False, timeout=min(self.exit_timeout, 20.0))
         previous = self._previous_sigterm
         if callable(previous):
             previous(signum, frame)
@@ -1062,42 +1515,66 @@ class PredictionsCallback:
         print(f"[predictions] {level.upper()}: {message}", file=stream, flush=True)
 
 
-# --- `sync`: upload a spool later --------------------------------------------------------------
+# --- `sync`: upload a spool later ----------------------------------------------------------------
 
 
-def sync(spool_path: str, environ: Mapping[str, str], *, batch_size: int = 500, attempts: int = 5, out: Any = None) -> int:
-    """Upload a spool file with the job token; returns a process exit code."""
+def sync(spool_path: str, environ: Mapping[str, str], *, batch_size: int = 500, attempts: int = 5, out: Optional[TextIO] = None) -> int:
+    """Upload a spool (predictions, and the metric points beside it) with the job token.
+
+    Returns a process exit code: 0 everything stored, 1 something refused or left, 2 configuration.
+    """
     out = out or sys.stdout
-    missing = [name for name in ("JOB_TOKEN", "API_URL") if not environ.get(name)]
+    env = PodEnv(environ)
+    for problem in env.problems:
+        print(f"configuration: {problem}", file=out)
+    missing = [name for name in ("JOB_TOKEN", "API_URL") if not env.presence[name]]
     if missing:
         print(f"sync needs the environment variable(s) {', '.join(missing)} (names only; set them to the job's values)", file=out)
         return 2
+    assert env.api_url is not None and env.token is not None
     spool = Spool(spool_path)
-    rows = spool.read()
-    if not rows:
+    metrics = Spool(metrics_spool_path(spool.path))
+    found = spool.open()
+    metric_count = metrics.open()
+    if spool.torn_bytes:
+        print(f"  the last line of {spool.path} was cut short by a killed process and was dropped", file=out)
+    if spool.bad_lines:
+        print(f"  {spool.bad_lines} line(s) of {spool.path} were not JSON and were skipped", file=out)
+    if not found and not metric_count:
         print(f"nothing to upload: {spool.path} is missing or empty", file=out)
         return 0
-    client = PodClient(environ["API_URL"], environ["JOB_TOKEN"], attempts=attempts)
-    result = upload_rows(client, rows, batch_size=batch_size)
-    # What the server holds (inserted, duplicate or replaced) leaves the spool; rejected rows are kept
-    # aside with their reason so nothing disappears silently.
-    spool.replace(result.unsent)
-    if result.rejected:
-        Spool(spool.path + ".rejected").append([{**row, "_reason": reason} for row, reason in result.rejected])
+    client = PodClient(env.api_url, env.token, attempts=attempts)
+    result = send_entries(client, spool.pending(), batch_size=batch_size)
+    # What the server holds (inserted, duplicate or replaced) leaves the spool; rejected rows are
+    # kept aside with their reason so nothing disappears silently.
+    spool.ack(result.stored)
+    spool.reject(result.rejected)
     print(
-        f"sync: {len(rows)} row(s) read, inserted={result.inserted} duplicates={result.duplicates} replaced={result.replaced} "
+        f"sync: {found} row(s) read, inserted={result.inserted} duplicates={result.duplicates} replaced={result.replaced} "
         f"altered={result.altered} rejected={len(result.rejected)} unsent={len(result.unsent)}",
         file=out,
     )
     if result.altered:
         print(f"  {altered_note(result.altered)}", file=out)
-    for row, reason in result.rejected[:5]:
+    for _, row, reason in result.rejected[:5]:
         print(f"  rejected step={row.get('step')} sampleIndex={row.get('sampleIndex')}: {reason}", file=out)
     if result.rejected:
-        print(f"  rejected rows were written to {spool.path}.rejected", file=out)
-    if result.unsent:
+        print(f"  rejected rows were written to {spool.rejected_path}", file=out)
+    refused = result.refused
+    unsent_metrics = 0
+    if metric_count and refused is None and result.unreachable is None:
+        sent = send_entries(client, metrics.pending(), procedure="pod.writeMetrics", key="metrics", batch_size=batch_size)
+        metrics.ack(sent.stored)
+        metrics.reject(sent.rejected)
+        refused = sent.refused
+        unsent_metrics = len(sent.unsent)
+        print(f"sync: {metric_count} metric point(s) read, stored={len(sent.stored)} refused={len(sent.rejected)} unsent={unsent_metrics}", file=out)
+    if refused is not None:
+        print(f"  the server refused the token (HTTP 401: {refused.message})", file=out)
+        print(f"  {rotate_hint(refused.reason, spool.path, spool.count())}", file=out)
+    elif result.unsent:
         print(f"  server unreachable ({result.unreachable}); {len(result.unsent)} row(s) kept in {spool.path}, run sync again", file=out)
-    return 0 if not result.rejected and not result.unsent else 1
+    return 0 if not result.rejected and not result.unsent and not unsent_metrics and refused is None else 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

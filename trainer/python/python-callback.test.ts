@@ -3,6 +3,7 @@
 // writing to the REAL server over HTTP, asserting exactly which rows land in the database.
 // Skipped, with the reason, on machines without python3.
 import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eq } from 'drizzle-orm';
@@ -12,7 +13,8 @@ import { FIELD_LIMITS, LOG_LINE_MAX, NON_FINITE_VALUES, POD_ENV_VARS, PREDICTION
 import { PREDICTION_TRIGGERS } from '../../server/contract/triggers';
 import { createManualJob, createUser } from '../../server/test-support/factories';
 import { useTestServer, type TestServer } from '../../server/test-support/server';
-import { PYTHON_DIR as HERE, PYTHON_MISSING, python, REPO } from './python-runner';
+import { until } from '../../server/test-support/wait';
+import { PYTHON_DIR as HERE, PYTHON_MISSING, python, REPO, spawnPython, type PythonChild } from './python-runner';
 
 type Key = [epoch: number, step: number, sampleIndex: number, trigger: string];
 const sortKeys = (keys: Key[]) => [...keys].sort((a, b) => a[1] - b[1] || a[2] - b[2]);
@@ -72,11 +74,11 @@ describe('the Python callback', () => {
     ctx.skip(PYTHON_MISSING !== null, PYTHON_MISSING ?? '');
     const script = [
       'import json, predictions_callback as pc',
-      'print(json.dumps([[pc.FIELD_LIMIT] * 3, pc.BATCH_MAX_ROWS, pc.LOG_LINE_MAX, list(pc.TRIGGERS), list(pc.ENV_VARS), list(pc.NON_FINITE_VALUES)]))',
+      'print(json.dumps([pc.FIELD_LIMITS, pc.BATCH_MAX_ROWS, pc.LOG_LINE_MAX, list(pc.TRIGGERS), list(pc.ENV_VARS), list(pc.NON_FINITE_VALUES)]))',
     ].join('\n');
     const run = await python(['-c', script], {}, HERE);
     expect(run.code, run.stderr).toBe(0);
-    expect(JSON.parse(run.stdout)).toEqual([[FIELD_LIMITS.prompt, FIELD_LIMITS.groundTruth, FIELD_LIMITS.prediction], PREDICTION_BATCH_MAX, LOG_LINE_MAX, [...PREDICTION_TRIGGERS], [...POD_ENV_VARS], [...NON_FINITE_VALUES]]);
+    expect(JSON.parse(run.stdout)).toEqual([FIELD_LIMITS, PREDICTION_BATCH_MAX, LOG_LINE_MAX, [...PREDICTION_TRIGGERS], [...POD_ENV_VARS], [...NON_FINITE_VALUES]]);
   });
 
   // 3 epochs of 4 steps (fractional state.epoch in between), 3 samples per fire.
@@ -121,7 +123,7 @@ describe('the Python callback', () => {
       expect(row.prediction).toBe(`prediction for ${row.prompt}`);
       expect(row.groundTruth).toBe(row.prompt.replace('question', 'answer'));
     }
-    // The pod reported its accounting, then finished the job (which revokes its token).
+    // The pod reported its accounting, then finished the job.
     const job = await jobState(jobId);
     expect(job?.status).toBe('completed');
     expect(job?.podReport).toMatchObject({
@@ -163,4 +165,166 @@ describe('the Python callback', () => {
     expect(resync.stdout).toContain('inserted=0 duplicates=9 replaced=0 altered=0 rejected=0 unsent=0');
     expect(await storedKeys(jobId)).toHaveLength(9);
   }, 120_000);
+});
+
+/**
+ * A loopback TCP proxy in front of the real server that can make it hang: while `hanging`, new
+ * connections are accepted and read but never answered (what an overloaded server or a dead
+ * backend behind a load balancer does). The real server itself is never touched.
+ */
+async function startHangingProxy(targetUrl: string): Promise<{ url: string; hanging: boolean; close(): Promise<void> }> {
+  const target = new URL(targetUrl);
+  const sockets = new Set<Socket>();
+  const state = { hanging: false };
+  const proxy: Server = createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => client.destroy());
+    if (state.hanging) {
+      client.resume(); // read and drop: the request arrives, the answer never comes
+      return;
+    }
+    const upstream = createConnection({ host: target.hostname, port: Number(target.port) });
+    sockets.add(upstream);
+    upstream.on('close', () => sockets.delete(upstream));
+    upstream.on('error', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const address = proxy.address();
+  if (address === null || typeof address === 'string') throw new Error('the proxy has no TCP address');
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    get hanging() {
+      return state.hanging;
+    },
+    set hanging(value: boolean) {
+      state.hanging = value;
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    },
+  };
+}
+
+/** The steps a fake training run has finished (its rows generated and on disk), from its `step N` lines. */
+function finishedSteps(run: Pick<PythonChild, 'stdout'>): number[] {
+  return [...run.stdout.matchAll(/^step (\d+)$/gm)].map((match) => Number(match[1]));
+}
+
+/** Every 20-character piece of each token: none may appear in anything printed or logged. */
+function tokenPieces(...tokens: string[]): string[] {
+  return tokens.flatMap((token) => Array.from({ length: token.length - 19 }, (_, i) => token.slice(i, i + 20)));
+}
+
+async function podLogText(userToken: string, jobId: string): Promise<string> {
+  const { lines } = await server.client(userToken).jobs.logs.query({ jobId });
+  return lines.map((line) => line.message).join('\n');
+}
+
+describe('the Python callback never loses a prediction (issue 13)', () => {
+  const stepsRun = ['--sample-frequency', 'steps', '--step-interval', '1', '--eval-strategy', 'no', '--sample-count', '3', '--print-steps'];
+
+  it.for([{ recovery: 'the next run of the job' }, { recovery: 'sync' }])(
+    'kill -9 while the server hangs, then $recovery stores every generated row exactly once',
+    { timeout: 180_000 },
+    async ({ recovery }, ctx) => {
+      ctx.skip(PYTHON_MISSING !== null, PYTHON_MISSING ?? '');
+      const user = await createUser(server.deps);
+      const { jobId, token } = await createManualJob(server.deps, user.id);
+      const proxy = await startHangingProxy(server.url);
+      try {
+        const spool = path.join(workDir, 'spool.jsonl');
+        const env = { JOB_ID: jobId, JOB_TOKEN: token, API_URL: proxy.url };
+        const args = [path.join(HERE, 'fake_training.py'), '--epochs', '1', '--steps-per-epoch', '2000', '--step-seconds', '0.02', ...stepsRun];
+        const pod = spawnPython([...args, '--spool', spool, '--http-timeout', '30'], env, workDir);
+
+        await until(() => storedKeys(jobId), (keys) => keys.length >= 9, 'the first rows stored', 60_000);
+        proxy.hanging = true;
+        const hungAt = Math.max(...finishedSteps(pod));
+        // Rows keep being generated while every request hangs: in flight, or queued behind it.
+        await until(() => finishedSteps(pod), (steps) => Math.max(...steps) >= hungAt + 15, 'steps generated while the server hangs', 60_000);
+        pod.child.kill('SIGKILL');
+        const exit = await pod.exited;
+        expect(exit.signal).toBe('SIGKILL');
+        const generated = finishedSteps(pod);
+        const lastPrinted = Math.max(...generated);
+        proxy.hanging = false;
+
+        const next =
+          recovery === 'sync'
+            ? await python([path.join(HERE, 'predictions_callback.py'), 'sync', '--spool', spool], { JOB_TOKEN: token, API_URL: server.url })
+            : // The next run of the job with the same spool: its trigger never fires, it only uploads.
+              await python([path.join(HERE, 'fake_training.py'), '--epochs', '1', '--steps-per-epoch', '1', '--sample-frequency', 'eval', '--eval-strategy', 'no', '--spool', spool], env, workDir);
+        expect(next.code, next.stdout + next.stderr).toBe(0);
+
+        const stored = await storedKeys(jobId);
+        const storedSteps = new Set(stored.map((key) => key[1]));
+        // Every step that finished before the kill has its three rows, stored once.
+        for (const step of generated) expect(storedSteps.has(step), `step ${step}`).toBe(true);
+        expect(stored).toEqual(expected([...storedSteps].map((step): [number, number] => [1, step]), 'steps'));
+        // Nothing beyond what was generated: at most the step being finished when the kill came.
+        expect(Math.max(...storedSteps)).toBeLessThanOrEqual(lastPrinted + 1);
+        expect(next.stdout + next.stderr).not.toContain(token);
+      } finally {
+        await proxy.close();
+      }
+    },
+  );
+
+  it('a revoked token keeps every unsent row; after jobs.rotateToken, sync stores each row once', { timeout: 180_000 }, async (ctx) => {
+    ctx.skip(PYTHON_MISSING !== null, PYTHON_MISSING ?? '');
+    const user = await createUser(server.deps);
+    const { jobId, token } = await createManualJob(server.deps, user.id);
+    const spool = path.join(workDir, 'spool.jsonl');
+    const args = [path.join(HERE, 'fake_training.py'), '--epochs', '1', '--steps-per-epoch', '60', '--step-seconds', '0.05', ...stepsRun, '--spool', spool];
+    const pod = spawnPython(args, { JOB_ID: jobId, JOB_TOKEN: token, API_URL: server.url }, workDir);
+
+    await until(() => storedKeys(jobId), (keys) => keys.length >= 9, 'the first rows stored', 60_000);
+    const rotated = await server.client(user.token).jobs.rotateToken.mutate({ jobId }); // the pod's token is revoked now
+    const exit = await pod.exited;
+    expect(exit.code, pod.stderr).toBe(0);
+    expect(finishedSteps(pod)).toHaveLength(60);
+    const beforeSync = (await storedKeys(jobId)).length;
+    expect(beforeSync).toBeLessThan(180);
+    // One line says what happened and what to do.
+    expect(pod.stderr.match(/rotate the token on the job page/g)).toHaveLength(1);
+    expect(pod.stderr).toContain(`sync --spool ${spool}`);
+    expect(pod.stderr).toMatch(/rejected=0/);
+
+    const sync = await python([path.join(HERE, 'predictions_callback.py'), 'sync', '--spool', spool], { JOB_TOKEN: `${rotated.env.JOB_TOKEN}\n`, API_URL: server.url });
+    expect(sync.code, sync.stdout + sync.stderr).toBe(0);
+    expect(sync.stdout).toContain(`inserted=${180 - beforeSync} `);
+    expect(await storedKeys(jobId)).toEqual(expected(Array.from({ length: 60 }, (_, i): [number, number] => [1, i + 1]), 'steps'));
+
+    const everything = [pod.stdout, pod.stderr, sync.stdout, sync.stderr, await podLogText(user.token, jobId)].join('\n');
+    for (const piece of tokenPieces(token, rotated.env.JOB_TOKEN)) expect(everything).not.toContain(piece);
+  });
+
+  it('a token with a trailing newline works, and no piece of it is printed or logged, faults included', { timeout: 120_000 }, async (ctx) => {
+    ctx.skip(PYTHON_MISSING !== null, PYTHON_MISSING ?? '');
+    const user = await createUser(server.deps);
+    const { jobId, token } = await createManualJob(server.deps, user.id);
+    const proxy = await startHangingProxy(server.url);
+    try {
+      const args = [path.join(HERE, 'fake_training.py'), '--epochs', '1', '--steps-per-epoch', '300', '--step-seconds', '0.05', ...stepsRun, '--http-timeout', '1'];
+      const pod = spawnPython(args, { JOB_ID: `${jobId}\n`, JOB_TOKEN: `${token}\n`, API_URL: `${proxy.url}/\n` }, workDir);
+      // A fault on the way: the server hangs for a while, then answers again.
+      await until(() => storedKeys(jobId), (keys) => keys.length >= 6, 'the first rows stored', 60_000);
+      proxy.hanging = true;
+      await until(() => pod.stderr, (text) => text.includes('server unreachable'), 'the pod to give up on the hanging server', 60_000);
+      proxy.hanging = false;
+      const exit = await pod.exited;
+      expect(exit.code, pod.stderr).toBe(0);
+      expect(await storedKeys(jobId)).toEqual(expected(Array.from({ length: 300 }, (_, i): [number, number] => [1, i + 1]), 'steps'));
+      expect(pod.stderr).toContain('generated=900 persisted=900 spooled=0 rejected=0');
+      const logged = await podLogText(user.token, jobId);
+      expect(logged).toContain('server unreachable');
+      const everything = [pod.stdout, pod.stderr, logged].join('\n');
+      for (const piece of tokenPieces(token)) expect(everything).not.toContain(piece);
+    } finally {
+      await proxy.close();
+    }
+  });
 });

@@ -18,7 +18,7 @@ import time
 import types
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -26,14 +26,18 @@ sys.path.insert(0, HERE)
 import predictions_callback as pc  # noqa: E402
 from fake_training import fake_generate, make_samples, run_fake_training  # noqa: E402
 
-TOKEN = "test-token-SECRET-value"
+# Shaped like the server's job tokens (a JWT); the callback refuses anything else as misconfigured.
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJqb2ItMSIsInNlY3JldCI6InZhbHVlIn0.U0VDUkVULXNpZ25hdHVyZS12YWx1ZS0wMTIzNDU2Nzg5"
 
 
 class FakePodServer:
     """A pod.* server double: stores rows idempotently on (step, sampleIndex), like the real one.
 
-    ``script[procedure]`` is a list of HTTP statuses answered (with an error envelope) before
-    normal service resumes; ``down`` drops every connection without an answer; ``reject_sample``
+    ``script[procedure]`` is a list of answers given (with an error envelope) before normal
+    service resumes: an HTTP status, or a dict ``{"status", "retry_after", "reason"}``; ``down``
+    drops every connection without an answer; ``hang`` accepts and never answers (until closed);
+    ``max_rows`` answers 413 to a batch with more rows, as a body limit does; ``tokens`` are the
+    accepted tokens and ``revoked`` ones are refused with reason ``token_revoked``; ``reject_sample``
     makes writePredictions refuse rows with that sampleIndex (per-row ``rejected``). Like the
     real server it parses strict JSON (a bare ``NaN`` token is a 400), answers a key stored with
     other content as ``replaced``, stores NUL and lone surrogates as U+FFFD counted ``altered``,
@@ -44,8 +48,13 @@ class FakePodServer:
         self.requests: List[Dict[str, Any]] = []
         self.stored: Dict[tuple, Dict[str, Any]] = {}
         self.metrics: Dict[tuple, Any] = {}
-        self.script: Dict[str, List[int]] = {}
+        self.script: Dict[str, List[Any]] = {}
         self.down = False
+        self.hang = False
+        self.closed = threading.Event()
+        self.max_rows: Optional[int] = None
+        self.tokens = {TOKEN}
+        self.revoked: set = set()
         self.reject_sample: Optional[int] = None
         self.cancelled = False
         self.lock = threading.Lock()
@@ -68,6 +77,7 @@ class FakePodServer:
         self.thread.start()
 
     def close(self) -> None:
+        self.closed.set()  # releases hanging handlers
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -83,6 +93,12 @@ class FakePodServer:
         if self.down:
             handler.close_connection = True
             return  # no answer at all: the client sees the connection drop
+        if self.hang:
+            with self.lock:
+                self.requests.append({"procedure": "(hung)", "headers": dict(handler.headers), "raw": raw, "payload": None})
+            self.closed.wait()  # the connection is accepted and read; the answer never comes
+            handler.close_connection = True
+            return
         procedure = handler.path.split("?")[0][len("/trpc/"):]
         body = raw
         if raw is not None and handler.headers.get("Content-Encoding") == "gzip":
@@ -94,12 +110,23 @@ class FakePodServer:
         with self.lock:
             self.requests.append({"procedure": procedure, "headers": dict(handler.headers), "raw": raw, "payload": payload})
             scripted = self.script.get(procedure)
-            status = scripted.pop(0) if scripted else 200
+            answer = scripted.pop(0) if scripted else 200
+            answer = answer if isinstance(answer, dict) else {"status": answer}
+            status = answer["status"]
         if status != 200:
             code = "BAD_REQUEST" if status < 500 else "INTERNAL_SERVER_ERROR"
-            return self._answer(handler, status, {"error": {"message": f"scripted {status} for {procedure}", "code": -32600, "data": {"code": code, "httpStatus": status}}})
-        if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
+            data = {"code": code, "httpStatus": status, **({"reason": answer["reason"]} if answer.get("reason") else {})}
+            headers = {"Retry-After": str(answer["retry_after"])} if "retry_after" in answer else {}
+            return self._answer(handler, status, {"error": {"message": f"scripted {status} for {procedure}", "code": -32600, "data": data}}, headers)
+        authorization = handler.headers.get("Authorization", "")
+        if authorization[len("Bearer "):] in self.revoked:
+            envelope = {"message": "This job token was revoked (a newer token was issued); use the current one", "code": -32001}
+            return self._answer(handler, 401, {"error": {**envelope, "data": {"code": "UNAUTHORIZED", "httpStatus": 401, "reason": "token_revoked"}}})
+        if not authorization.startswith("Bearer ") or authorization[len("Bearer "):] not in self.tokens:
             return self._answer(handler, 401, {"error": {"message": "bad token", "code": -32001, "data": {"code": "UNAUTHORIZED", "httpStatus": 401}}})
+        batch = (payload or {}).get("predictions") or (payload or {}).get("metrics") or []
+        if self.max_rows is not None and len(batch) > self.max_rows:
+            return self._answer(handler, 413, {"error": {"message": "request entity too large", "code": -32600, "data": {"code": "PAYLOAD_TOO_LARGE", "httpStatus": 413}}})
         if self.cancelled:
             # As the real server answers once the job is cancelled: the token is refused, with the reason.
             envelope = {"message": "The job has ended (cancelled); its token no longer accepts writes", "code": -32001}
@@ -137,7 +164,7 @@ class FakePodServer:
                     self.metrics[key] = point["value"]
             return answer
         if procedure == "pod.heartbeat":
-            return {"ok": True, "cancelled": False}
+            return {"ok": True}
         if procedure == "pod.log":
             return {"accepted": len(payload["lines"])}
         if procedure == "pod.finish":
@@ -145,9 +172,11 @@ class FakePodServer:
         return None
 
     @staticmethod
-    def _answer(handler: BaseHTTPRequestHandler, status: int, envelope: Any) -> None:
+    def _answer(handler: BaseHTTPRequestHandler, status: int, envelope: Any, headers: Optional[Dict[str, str]] = None) -> None:
         data = json.dumps(envelope).encode()
         handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
@@ -166,7 +195,26 @@ def _storable(text: str) -> str:
     return "".join("\ufffd" if c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
-def wait_until(predicate, timeout: float = 10.0) -> bool:
+def read_spool(path: str) -> List[Dict[str, Any]]:
+    """The rows a spool still holds, read from disk as another process would (no repair, no lock)."""
+    done = set()
+    if os.path.exists(path + ".done"):
+        with open(path + ".done", encoding="utf-8") as handle:
+            done = {line.strip() for line in handle}
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                continue  # being written, or torn
+            row = json.loads(line)
+            if row.pop("_id", None) not in done:
+                rows.append(row)
+    return rows
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -214,7 +262,10 @@ class Base(unittest.TestCase):
         return callback
 
     def spool_rows(self) -> List[Dict[str, Any]]:
-        return pc.Spool(self.spool_path).read()
+        return read_spool(self.spool_path)
+
+    def heartbeats(self) -> List[Dict[str, Any]]:
+        return [c["payload"] for c in self.server.calls("pod.heartbeat")]
 
 
 class EpochNumberTest(unittest.TestCase):
@@ -304,14 +355,26 @@ class TriggerTest(Base):
             cb.not_an_event  # noqa: B018
 
 
-    def test_an_evaluation_after_training_ended_is_spooled_not_lost(self) -> None:
+    def test_an_evaluation_after_training_ended_is_sent_and_the_job_finished_again(self) -> None:
+        # Issue 13 (4): trainer.evaluate() after trainer.train() makes rows after on_train_end; a
+        # finished job's token takes them for a grace period, so they are sent, not parked.
         cb = self.callback(sample_frequency="eval")
         state = run_fake_training(cb, epochs=1, steps_per_epoch=2, eval_strategy="epoch")
+        self.assertEqual(len(self.server.calls("pod.finish")), 1)
         state.global_step += 1  # a manual trainer.evaluate() at a new step
         cb.on_evaluate(None, state, None)
-        self.assertEqual(len(self.server.stored), 2)
-        self.assertEqual(len(self.spool_rows()), 2)
-        self.assertEqual(cb.counters.snapshot()["spooled"], 2)
+        self.assertEqual(len(self.server.stored), 4)
+        self.assertEqual(self.spool_rows(), [])
+        self.assertEqual(cb.counters.snapshot(), {"generated": 4, "persisted": 4, "spooled": 0, "rejected": 0})
+        self.assertEqual(len(self.server.calls("pod.finish")), 2)  # idempotent on the server
+
+    def test_a_second_train_fires_again_from_step_one(self) -> None:
+        cb = self.callback(sample_frequency="epoch")
+        run_fake_training(cb, epochs=1, steps_per_epoch=2)
+        run_fake_training(cb, epochs=2, steps_per_epoch=2)
+        # Steps 2 and 4; step 2 of the second run is generated again (replacing, or a duplicate).
+        self.assertEqual(cb.counters.snapshot(), {"generated": 6, "persisted": 6, "spooled": 0, "rejected": 0})
+        self.assertEqual(self.server.stored_keys(), {(e, 2 * e, i, "epoch") for e in (1, 2) for i in range(2)})
 
 
 class WireTest(Base):
@@ -474,6 +537,279 @@ class HostileInputTest(Base):
         self.assertIn("replaced rows the server held", self.output.getvalue())
 
 
+def token_fragments(token: str, size: int = 20) -> List[str]:
+    """Every ``size``-character piece of the token: none may appear in anything printed."""
+    return [token[i : i + size] for i in range(0, len(token) - size + 1)]
+
+
+class WriteAheadTest(Base):
+    """Issue 13 (1): rows are on disk before they are sent, and leave the spool once acknowledged."""
+
+    def test_rows_are_on_disk_before_they_are_sent(self) -> None:
+        self.server.hang = True  # the request is in flight and stays there
+        cb = self.callback(sample_frequency="epoch", http_timeout=30.0, exit_timeout=0.5)
+        state = types.SimpleNamespace(epoch=1.0, global_step=2, max_steps=2, is_world_process_zero=True)
+        cb.on_epoch_end(None, state, None)
+        # Nothing acknowledged, the sender stuck in the network: a kill -9 now must lose nothing.
+        self.assertEqual({(r["step"], r["sampleIndex"]) for r in self.spool_rows()}, {(2, 0), (2, 1)})
+        self.assertTrue(wait_until(lambda: self.server.calls("(hung)")))
+        cb.close()
+        self.assertEqual(cb.counters.snapshot(), {"generated": 2, "persisted": 0, "spooled": 2, "rejected": 0})
+
+    def test_acknowledged_rows_leave_the_spool(self) -> None:
+        cb = self.callback(sample_frequency="steps", step_interval=1)
+        run_fake_training(cb, epochs=1, steps_per_epoch=3, end_training=False)
+        self.assertTrue(cb.flush(timeout=10))
+        self.assertEqual(self.spool_rows(), [])
+        self.assertFalse(os.path.exists(self.spool_path))  # everything done: the files go away
+        self.assertFalse(os.path.exists(self.spool_path + ".done"))
+
+    def test_a_torn_last_line_is_cut_and_the_next_row_is_not_glued_to_it(self) -> None:
+        first = [{"epoch": 1, "step": 1, "sampleIndex": i, "trigger": "steps", "prompt": "p", "groundTruth": "g", "prediction": "x"} for i in range(2)]
+        pc.Spool(self.spool_path).append(first)
+        with open(self.spool_path, "ab") as handle:
+            handle.write(b'{"epoch": 1, "step": 2, "sampleIn')  # kill -9 in the middle of an append
+        cb = self.callback(sample_frequency="steps", step_interval=1, environ=self.environ(API_URL=None))
+        run_fake_training(cb, epochs=1, steps_per_epoch=1)
+        keys = sorted((r["step"], r["sampleIndex"]) for r in self.spool_rows())
+        self.assertEqual(keys, [(1, 0), (1, 0), (1, 1), (1, 1)])  # the earlier run's and this run's
+        self.assertIn("cut short by a killed process", self.output.getvalue())
+        self.assertEqual(cb.counters.snapshot(), {"generated": 4, "persisted": 0, "spooled": 4, "rejected": 0})
+
+    def test_a_new_run_of_the_job_uploads_what_the_previous_one_left_and_skips_what_it_had_stored(self) -> None:
+        rows = [{"epoch": 1, "step": s, "sampleIndex": 0, "trigger": "eval", "prompt": "p", "groundTruth": "g", "prediction": f"x{s}"} for s in (1, 2, 3)]
+        earlier = pc.Spool(self.spool_path)
+        ids = earlier.append(rows)
+        earlier.ack(ids[:1])  # the earlier run had this one acknowledged, then was killed
+        cb = self.callback(sample_frequency="eval")
+        run_fake_training(cb, epochs=1, steps_per_epoch=1, eval_strategy="no")
+        sent = [r["step"] for c in self.server.calls("pod.writePredictions") for r in c["payload"]["predictions"]]
+        self.assertEqual(sorted(sent), [2, 3])
+        self.assertEqual(cb.counters.snapshot(), {"generated": 2, "persisted": 2, "spooled": 0, "rejected": 0})
+        self.assertIn("left in", self.output.getvalue())
+        self.assertFalse(os.path.exists(self.spool_path))
+
+    def test_metric_points_go_through_their_own_spool(self) -> None:
+        self.server.down = True
+        cb = self.callback(sample_frequency="epoch", retry_attempts=1)
+        state = run_fake_training(cb, epochs=1, steps_per_epoch=2, end_training=False)
+        cb.close()
+        metrics = read_spool(pc.metrics_spool_path(self.spool_path))
+        self.assertEqual([(m["name"], m["step"]) for m in metrics], [("loss", 1), ("loss", 2)])
+        self.server.down = False
+        out = io.StringIO()
+        self.assertEqual(pc.sync(self.spool_path, {"JOB_TOKEN": TOKEN, "API_URL": self.server.url}, out=out), 0, out.getvalue())
+        self.assertEqual(set(self.server.metrics), {("loss", 1), ("loss", 2)})
+        self.assertEqual(len(self.server.stored), 2)
+        self.assertIn("2 metric point(s) read, stored=2", out.getvalue())
+        del state
+
+
+class AnswersTest(Base):
+    """Issue 13 (2): every answer of the server handled, as the TypeScript trainer does."""
+
+    def test_408_and_429_are_retried_waiting_at_least_retry_after(self) -> None:
+        self.server.script["pod.writePredictions"] = [{"status": 429, "retry_after": 3}, {"status": 408}, {"status": 503, "retry_after": 2}]
+        waits: List[float] = []
+        client = pc.PodClient(self.server.url, TOKEN, attempts=5, backoff_base=0.01, sleep=waits.append)
+        row = {"epoch": 1, "step": 1, "sampleIndex": 0, "trigger": "eval", "prompt": "p", "groundTruth": "g", "prediction": "x"}
+        answer = client.mutate("pod.writePredictions", {"predictions": [row]})
+        self.assertEqual(answer["inserted"], 1)
+        self.assertEqual(len(self.server.calls("pod.writePredictions")), 4)
+        self.assertGreaterEqual(waits[0], 3)  # Retry-After: 3
+        self.assertLess(waits[1], 1)  # 408 without Retry-After: the backoff alone
+        self.assertGreaterEqual(waits[2], 2)
+
+    def test_retry_after_is_read_from_seconds_or_a_date_and_capped(self) -> None:
+        self.assertEqual(pc.parse_retry_after("7"), 7.0)
+        self.assertEqual(pc.parse_retry_after("99999"), pc.RETRY_AFTER_MAX)
+        self.assertIsNone(pc.parse_retry_after("soon"))
+        when = pc.parse_retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60)))
+        self.assertTrue(when is not None and 50 < when <= 61, when)
+
+    def test_a_413_splits_the_batch_until_it_fits_and_nothing_is_dropped(self) -> None:
+        self.server.max_rows = 3
+        cb = self.callback(sample_frequency="epoch", sample_count=10)
+        run_fake_training(cb, epochs=2, steps_per_epoch=1)
+        self.assertEqual(cb.counters.snapshot(), {"generated": 20, "persisted": 20, "spooled": 0, "rejected": 0})
+        self.assertEqual(len(self.server.stored), 20)
+        sizes = [len(c["payload"]["predictions"]) for c in self.server.calls("pod.writePredictions")]
+        self.assertGreater(sizes[0], 3)  # refused whole, then halved until it fits
+        self.assertEqual(sum(size for size in sizes if size <= 3), 20)  # every row sent once in a batch that fit
+
+    def test_a_revoked_token_keeps_every_row_and_says_once_how_to_rotate_and_sync(self) -> None:
+        cb = self.callback(sample_frequency="steps", step_interval=1)
+        state = run_fake_training(cb, epochs=1, steps_per_epoch=2, end_training=False)
+        self.assertTrue(cb.flush(timeout=10))
+        self.assertEqual(len(self.server.stored), 4)
+        self.server.revoked.add(TOKEN)  # jobs.rotateToken on the job page
+        for step in (3, 4):
+            state.global_step = step
+            cb.on_step_end(None, state, None)
+        cb.on_train_end(None, state, None)
+        self.assertEqual(cb.counters.snapshot(), {"generated": 8, "persisted": 4, "spooled": 4, "rejected": 0})
+        self.assertEqual(sorted((r["step"], r["sampleIndex"]) for r in self.spool_rows()), [(s, i) for s in (3, 4) for i in range(2)])
+        out = self.output.getvalue()
+        self.assertEqual(out.count("rotate the token on the job page"), 1, out)
+        self.assertIn(f"sync --spool {self.spool_path}", out)
+        self.assertEqual(self.server.calls("pod.finish"), [])  # a refused token reports nothing
+        cb.close()
+
+        new_token = TOKEN.replace("U0VD", "TkVX")
+        self.server.tokens = {new_token}
+        sync_out = io.StringIO()
+        self.assertEqual(pc.sync(self.spool_path, {"JOB_TOKEN": new_token, "API_URL": self.server.url}, out=sync_out), 0, sync_out.getvalue())
+        self.assertIn("inserted=4 duplicates=0", sync_out.getvalue())
+        self.assertEqual(len(self.server.stored), 8)
+        for fragment in token_fragments(TOKEN) + token_fragments(new_token):
+            self.assertNotIn(fragment, out + sync_out.getvalue())
+
+    def test_an_expired_token_keeps_the_rows_and_sync_with_the_expired_token_keeps_them_too(self) -> None:
+        expired = {"status": 401, "reason": "token_expired"}
+        self.server.script["pod.writePredictions"] = [expired] * 3
+        self.server.script["pod.heartbeat"] = [expired] * 50
+        cb = self.callback(sample_frequency="epoch")
+        run_fake_training(cb, epochs=1, steps_per_epoch=1)
+        self.assertEqual(cb.counters.snapshot(), {"generated": 2, "persisted": 0, "spooled": 2, "rejected": 0})
+        self.assertIn("the job token has expired", self.output.getvalue())
+        out = io.StringIO()
+        self.assertEqual(pc.sync(self.spool_path, {"JOB_TOKEN": TOKEN, "API_URL": self.server.url}, out=out), 1)
+        self.assertIn("rotate the token on the job page", out.getvalue())
+        self.assertEqual(len(self.spool_rows()), 2)
+
+    def test_job_ended_on_a_write_stops_training_and_keeps_the_rows(self) -> None:
+        self.server.script["pod.writePredictions"] = [{"status": 401, "reason": "job_ended"}]
+        cb = self.callback(sample_frequency="steps", step_interval=1)
+        state = run_fake_training(cb, epochs=1, steps_per_epoch=5)
+        self.assertLess(state.global_step, 5)  # stopped early
+        self.assertEqual(cb.counters.snapshot()["persisted"], 0)
+        self.assertEqual(len(self.spool_rows()), cb.counters.snapshot()["generated"])
+
+    def test_counters_add_up_in_every_heartbeat(self) -> None:
+        cb = self.callback(sample_frequency="steps", step_interval=1, retry_attempts=1, probe_interval=0.1)
+        state = run_fake_training(cb, epochs=1, steps_per_epoch=2, end_training=False)
+        self.server.down = True
+        for step in (3, 4):
+            state.global_step = step
+            cb.on_step_end(None, state, None)
+        self.assertTrue(cb.flush(timeout=10))
+        self.server.down = False
+        self.assertTrue(wait_until(lambda: cb.counters.snapshot()["persisted"] == 8), cb.counters.snapshot())
+        cb.close(completed=True)
+        beats = self.heartbeats()
+        for beat in beats:
+            c = beat["counters"]
+            self.assertGreaterEqual(c["generated"], c["persisted"] + c["rejected"] + c["spooled"], beat)
+        self.assertEqual(beats[-1]["counters"], {"generated": 8, "persisted": 8, "spooled": 0, "rejected": 0})
+        self.assertEqual(cb.counters.pending, 0)
+
+    def test_a_hanging_server_at_exit_leaves_every_row_in_the_spool_within_the_bound(self) -> None:
+        self.server.hang = True
+        script = f"""
+import sys
+sys.path.insert(0, {HERE!r})
+from predictions_callback import PredictionsCallback
+from fake_training import make_samples, fake_generate, run_fake_training
+cb = PredictionsCallback(make_samples(5), sample_frequency="steps", step_interval=1, sample_count=2, generate_fn=fake_generate,
+                         spool_path={self.spool_path!r}, environ={self.environ()!r}, http_timeout=60.0, exit_timeout=1.0,
+                         heartbeat_interval=0.2)
+run_fake_training(cb, epochs=1, steps_per_epoch=3)
+print("training returned", flush=True)
+"""
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        elapsed = time.monotonic() - started
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("training returned", done.stdout)
+        self.assertEqual(sorted((r["step"], r["sampleIndex"]) for r in self.spool_rows()), [(s, i) for s in (1, 2, 3) for i in range(2)])
+        self.assertIn("spooled=6", done.stderr)
+        self.assertIn(f"sync --spool {self.spool_path}", done.stderr)
+        # Bounded by exit_timeout (1 s at train end, 1 s at exit), not by 60 s socket timeouts.
+        self.assertLess(elapsed, 50, done.stderr)
+
+    def test_distributed_ranks_stop_at_the_same_step(self) -> None:
+        broadcasts: List[int] = []
+
+        class Flag:
+            def __init__(self, value: int) -> None:
+                self.value = value
+
+            def item(self) -> int:
+                return self.value
+
+        fake_dist = types.ModuleType("torch.distributed")
+        fake_dist.is_available = lambda: True  # type: ignore[attr-defined]
+        fake_dist.is_initialized = lambda: True  # type: ignore[attr-defined]
+        fake_dist.get_backend = lambda: "gloo"  # type: ignore[attr-defined]
+
+        def broadcast(flag: Flag, src: int) -> None:
+            broadcasts.append(flag.value)
+            flag.value = 1  # rank 0 decided to stop
+
+        fake_dist.broadcast = broadcast  # type: ignore[attr-defined]
+        fake_torch = types.ModuleType("torch")
+        fake_torch.tensor = lambda values, dtype=None, device=None: Flag(values[0])  # type: ignore[attr-defined]
+        fake_torch.device = lambda *args: args  # type: ignore[attr-defined]
+        fake_torch.int32 = "int32"  # type: ignore[attr-defined]
+        sys.modules["torch"], sys.modules["torch.distributed"] = fake_torch, fake_dist
+        self.addCleanup(sys.modules.pop, "torch", None)
+        self.addCleanup(sys.modules.pop, "torch.distributed", None)
+        cb = self.callback(sample_frequency="epoch")
+        state = types.SimpleNamespace(epoch=0.1, global_step=1, max_steps=10, is_world_process_zero=False)
+        control = types.SimpleNamespace(should_training_stop=False)
+        cb.on_step_end(None, state, control)  # a rank that never talks to the server
+        self.assertTrue(control.should_training_stop)
+        self.assertEqual(broadcasts, [0])  # it offered "go on"; rank 0's "stop" won
+
+
+class ConfigurationTest(Base):
+    """Issue 13 (3): values trimmed, unusable values named (never shown), no credential printed."""
+
+    def test_a_token_and_url_with_a_trailing_newline_work(self) -> None:
+        cb = self.callback(sample_frequency="epoch", environ=self.environ(JOB_TOKEN=TOKEN + "\n", API_URL=f" {self.server.url}/\n", JOB_ID="job-1\n"))
+        run_fake_training(cb, epochs=2, steps_per_epoch=1)
+        self.assertEqual(cb.counters.snapshot(), {"generated": 4, "persisted": 4, "spooled": 0, "rejected": 0})
+        self.assertEqual(self.server.calls("pod.writePredictions")[0]["headers"]["Authorization"], f"Bearer {TOKEN}")
+
+    def test_a_token_that_cannot_be_a_job_token_is_a_configuration_error_naming_the_variable(self) -> None:
+        for bad in ("not a token", TOKEN + " trailing-garbage", "Bearer " + TOKEN, TOKEN.replace(".", "\x00", 1)):
+            output = io.StringIO()
+            cb = self.callback(sample_frequency="epoch", environ=self.environ(JOB_TOKEN=bad), stream=output)
+            run_fake_training(cb, epochs=1, steps_per_epoch=1)
+            printed = output.getvalue()
+            self.assertIn("JOB_TOKEN is set but is not a job token", printed)
+            self.assertIn("missing env: JOB_TOKEN", printed)
+            for fragment in token_fragments(TOKEN, 12) + [bad]:
+                self.assertNotIn(fragment, printed)
+        self.assertEqual(self.server.requests, [])  # nothing sent with a token that is not one
+
+    def test_an_api_url_that_cannot_be_used_is_named(self) -> None:
+        cb = self.callback(sample_frequency="epoch", environ=self.environ(API_URL="http://host with space:3000"))
+        run_fake_training(cb, epochs=1, steps_per_epoch=1)
+        self.assertIn("API_URL is set but is not an http(s) URL", self.output.getvalue())
+        self.assertNotIn("host with space", self.output.getvalue())
+
+    def test_no_piece_of_the_token_is_printed_or_logged_under_faults(self) -> None:
+        self.server.script["pod.writePredictions"] = [500, {"status": 429, "retry_after": 0}, 413, 400]
+        self.server.reject_sample = 1
+        cb = self.callback(sample_frequency="steps", step_interval=1, environ=self.environ(JOB_TOKEN=f"  {TOKEN}\r\n"), retry_attempts=2)
+        state = run_fake_training(cb, epochs=1, steps_per_epoch=3, end_training=False)
+        self.server.down = True
+        state.global_step = 4
+        cb.on_step_end(None, state, None)
+        self.assertTrue(cb.flush(timeout=10))
+        self.server.down = False
+        self.server.revoked.add(TOKEN)
+        state.global_step = 5
+        cb.on_step_end(None, state, None)
+        cb.close(completed=True)
+        logged = json.dumps([c["payload"] for c in self.server.requests if c["procedure"] != "pod.writePredictions"])
+        everything = self.output.getvalue() + logged
+        self.assertIn("rotate the token", everything)
+        for fragment in token_fragments(TOKEN):
+            self.assertNotIn(fragment, everything)
+
+
 class LocalModeTest(Base):
     def test_missing_variables_are_named_and_predictions_spooled(self) -> None:
         env = self.environ(JOB_TOKEN=None, API_URL=None)
@@ -630,7 +966,7 @@ print("not reached", flush=True)
             self.assertIn("previous handler ran", done.stdout)
             self.assertNotIn("not reached", done.stdout)
             self.assertIn("spooled=4", done.stderr)
-            self.assertEqual(len(pc.Spool(spool).read()), 4)
+            self.assertEqual(len(read_spool(spool)), 4)
 
 
 if __name__ == "__main__":
