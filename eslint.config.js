@@ -3,7 +3,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'data/**', 'node_modules/**', 'test-results/**', 'bench/out/**', 'trainer/python/**'] },
+  { ignores: ['dist/**', 'data/**', 'node_modules/**', 'test-results/**', 'bench/out/**', 'trainer/python/**/*.py', 'trainer/python/.venv/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

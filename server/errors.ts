@@ -1,5 +1,6 @@
 // Domain errors: code that is not the tRPC layer throws AppError with one of these codes;
 // server/trpc/init.ts is the one place that turns them into tRPC errors and HTTP statuses.
+import type { PodErrorReason } from './contract/pod.schemas';
 export type AppErrorCode =
   | 'BAD_REQUEST'
   | 'UNAUTHORIZED'
@@ -13,7 +14,7 @@ export type AppErrorCode =
   | 'SERVICE_UNAVAILABLE';
 
 /** Machine-readable causes of a refused job token; the message says the same in words. */
-export type AppErrorReason = 'token_expired' | 'token_revoked' | 'job_ended' | 'job_missing' | 'database_unavailable';
+export type AppErrorReason = PodErrorReason;
 
 export class AppError extends Error {
   readonly code: AppErrorCode;

@@ -4,6 +4,19 @@ import { z } from 'zod';
 import { PREDICTION_TRIGGERS } from './triggers';
 
 export const PREDICTION_BATCH_MAX = 1000;
+/**
+ * What a pod's client keeps one batch's JSON under (before gzip): well below the server's default
+ * body limit after inflating (MAX_BODY_BYTES, 8 MiB), so a 413 is rare; a 413 still splits the batch.
+ */
+export const POD_BATCH_MAX_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Machine-readable causes of a refused pod call, in `error.data.reason`: the token expired or was
+ * revoked (rotate it and sync), the job ended (stop training) or is gone, or the database is
+ * unreachable for now (retry after Retry-After).
+ */
+export const POD_ERROR_REASONS = ['token_expired', 'token_revoked', 'job_ended', 'job_missing', 'database_unavailable'] as const;
+export type PodErrorReason = (typeof POD_ERROR_REASONS)[number];
 export const FIELD_LIMITS = { prompt: 16_000, groundTruth: 16_000, prediction: 16_000 } as const;
 /** Bounds of the numbers that key a prediction; reads are bounded by the same figures. */
 export const EPOCH_MAX = 1_000_000;
@@ -114,11 +127,12 @@ export type WriteMetricsOutput = z.infer<typeof writeMetricsOutput>;
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export const LOG_LINE_MAX = 4_000;
+export const LOG_BATCH_MAX = 500;
 export const podLogInput = z.object({
   lines: z
     .array(z.object({ level: z.enum(LOG_LEVELS).default('info'), message: z.string().max(LOG_LINE_MAX) }))
     .min(1)
-    .max(500),
+    .max(LOG_BATCH_MAX),
 });
 
 export const POD_ENV_VARS = ['JOB_ID', 'JOB_TOKEN', 'API_URL'] as const;

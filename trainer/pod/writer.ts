@@ -39,6 +39,7 @@
 // in which the server replaced characters PostgreSQL cannot store (U+0000, half an emoji) by
 // U+FFFD: stored, marked, and said so.
 import {
+  POD_BATCH_MAX_BYTES,
   PREDICTION_BATCH_MAX,
   type MetricRowInput,
   type PredictionRowInput,
@@ -117,7 +118,7 @@ export interface WriterOptions {
   announceRecovered?: boolean;
 }
 
-export const DEFAULT_MAX_BATCH_BYTES = 2 * 1024 * 1024;
+export const DEFAULT_MAX_BATCH_BYTES = POD_BATCH_MAX_BYTES;
 const MAX_REASONS_LOGGED = 5;
 
 export type SendOutcome = { ok: true; answer: BatchAnswer } | { ok: false; failure: PodCallFailure };

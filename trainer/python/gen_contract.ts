@@ -10,7 +10,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { z } from 'zod';
 import {
   FIELD_LIMITS,
   heartbeatInput,
@@ -19,58 +18,39 @@ import {
   METRIC_NAME_MAX,
   NON_FINITE_VALUES,
   POD_ENV_VARS,
-  podLogInput,
+  LOG_BATCH_MAX,
+  POD_BATCH_MAX_BYTES,
+  POD_ERROR_REASONS,
   PREDICTION_BATCH_MAX,
   STEP_NOT_GLOBAL,
 } from '../../server/contract/pod.schemas';
 import { PREDICTION_TRIGGERS } from '../../server/contract/triggers';
-import type { AppErrorReason } from '../../server/errors';
 
 export const CALLBACK_FILE = path.join(import.meta.dirname, 'predictions_callback.py');
 export const GENERATE_COMMAND = 'npx tsx trainer/python/gen_contract.ts';
 const BEGIN = '# --- BEGIN GENERATED CONTRACT';
 const END = '# --- END GENERATED CONTRACT ---';
 
-// The reasons exist only as a type on the server (server/errors.ts); this list is checked against
-// it both ways at compile time, so a reason added there fails `tsc` here until it is listed.
-// (Once server/contract exports the list itself, import it instead.)
-const ERROR_REASONS = ['token_expired', 'token_revoked', 'job_ended', 'job_missing', 'database_unavailable'] as const satisfies readonly AppErrorReason[];
-type Unlisted = Exclude<AppErrorReason, (typeof ERROR_REASONS)[number]>;
-const everyReasonListed: [Unlisted] extends [never] ? true : Unlisted = true;
-
-/**
- * What the TypeScript writer keeps below the server's body limit (trainer/pod/writer.ts
- * DEFAULT_MAX_BATCH_BYTES); a 413 still splits the batch. Not a server fact, so it lives here.
- */
-const BATCH_MAX_BYTES = 2 * 1024 * 1024;
-
-function logBatchMax(): number {
-  const schema = z.toJSONSchema(podLogInput) as { properties?: { lines?: { maxItems?: number } } };
-  const max = schema.properties?.lines?.maxItems;
-  if (typeof max !== 'number') throw new Error('podLogInput.lines has no max: the contract changed shape');
-  return max;
-}
 
 const py = (value: unknown): string => JSON.stringify(value);
 const tuple = (values: readonly string[]): string => `(${values.map(py).join(', ')}${values.length === 1 ? ',' : ''})`;
 
 /** The generated block, first line to last, as it must appear in the callback. */
 export function renderContractBlock(): string {
-  void everyReasonListed;
   const lines = [
     `${BEGIN} (${GENERATE_COMMAND} writes it from server/contract; do not edit by hand) ---`,
     `ENV_VARS = ${tuple(POD_ENV_VARS)}`,
     `TRIGGERS = ${tuple(PREDICTION_TRIGGERS)}`,
     `FIELD_LIMITS = {${Object.entries(FIELD_LIMITS).map(([name, limit]) => `${py(name)}: ${limit}`).join(', ')}}`,
     `BATCH_MAX_ROWS = ${PREDICTION_BATCH_MAX}`,
-    `BATCH_MAX_BYTES = ${BATCH_MAX_BYTES}`,
+    `BATCH_MAX_BYTES = ${POD_BATCH_MAX_BYTES}`,
     `METRIC_NAME_MAX = ${METRIC_NAME_MAX}`,
     `LOG_LEVELS = ${tuple(LOG_LEVELS)}`,
     `LOG_LINE_MAX = ${LOG_LINE_MAX}`,
-    `LOG_BATCH_MAX = ${logBatchMax()}`,
+    `LOG_BATCH_MAX = ${LOG_BATCH_MAX}`,
     `HEARTBEAT_STATUSES = ${tuple(heartbeatInput.shape.status.unwrap().options)}`,
     `NON_FINITE_VALUES = ${tuple(NON_FINITE_VALUES)}`,
-    `ERROR_REASONS = ${tuple(ERROR_REASONS)}`,
+    `ERROR_REASONS = ${tuple(POD_ERROR_REASONS)}`,
     `STEP_NOT_GLOBAL = ${py(STEP_NOT_GLOBAL)}`,
     END,
   ];
