@@ -59,6 +59,9 @@ export function createApp(deps: AppDeps, options: AppOptions = {}): express.Expr
       router: appRouter,
       createContext: contextFactory(deps),
       maxBatchSize: deps.config.maxBatchCalls,
+      // A query whose input is too long for a URL (Node refuses request lines past 16 KB) can be
+      // sent as a POST body instead (tRPC's method override; the typed client's methodOverride).
+      allowMethodOverride: true,
       responseMeta({ errors }) {
         const retry = errors.map((e) => (e.cause instanceof AppError ? e.cause.retryAfterSeconds : undefined)).find(Boolean);
         return retry ? { headers: { 'retry-after': String(retry) } } : {};

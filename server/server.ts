@@ -115,7 +115,7 @@ function answerClientErrors(server: Server): void {
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     const message =
       status === 431
-        ? `The request's URL and headers exceed ${maxHeaderSize} bytes; send a large input as the body of a POST`
+        ? `The request's URL and headers exceed ${maxHeaderSize} bytes; send a large input as the JSON body of a POST instead (queries accept POST here)`
         : status === 408
           ? 'The request took too long to arrive'
           : 'The request is not valid HTTP';

@@ -61,7 +61,12 @@ export async function isJobOwnedBy(db: Db, params: { userId: string; jobId: stri
   return rows.length > 0;
 }
 
-/** Newest first, keyset-paginated on (created_at, id). */
+// The cursor carries a JavaScript date (milliseconds) while PostgreSQL keeps microseconds: order
+// and compare on the millisecond, or two jobs created within one millisecond (a sweep deployed at
+// once) straddle a page boundary and the older one is never listed.
+const createdAtMs = sql`date_trunc('milliseconds', ${trainingJobs.createdAt})`;
+
+/** Newest first, keyset-paginated on (created_at to the millisecond, id). */
 export async function listJobs(db: Db, params: { userId: string; limit: number; before?: { createdAt: Date; id: string } }) {
   const { before } = params;
   return db
@@ -71,12 +76,10 @@ export async function listJobs(db: Db, params: { userId: string; limit: number; 
     .where(
       and(
         eq(trainingJobs.userId, params.userId),
-        before
-          ? or(lt(trainingJobs.createdAt, before.createdAt), and(eq(trainingJobs.createdAt, before.createdAt), lt(trainingJobs.id, before.id)))
-          : undefined,
+        before ? sql`(${createdAtMs}, ${trainingJobs.id}) < (${before.createdAt.toISOString()}::timestamptz, ${before.id}::uuid)` : undefined,
       ),
     )
-    .orderBy(desc(trainingJobs.createdAt), desc(trainingJobs.id))
+    .orderBy(desc(createdAtMs), desc(trainingJobs.id))
     .limit(params.limit);
 }
 
@@ -282,27 +285,48 @@ export function listLogLines(db: Db, params: { jobId: string; afterId: number; l
 }
 
 /**
- * Stores metric points; a point already stored for (name, step) keeps its row and takes the
- * new value when it differs (a run resumed from a checkpoint logs those steps again).
- * NaN and ±Infinity are stored as the IEEE values (double precision holds them).
+ * Stores metric points. A point already stored for (name, step) in the same epoch takes the new
+ * value when it differs (a run resumed from a checkpoint logs those steps again); one stored under
+ * another epoch is left alone and returned as a conflict (steps must be global, as predictions'
+ * are: a pod counting steps within each epoch would otherwise overwrite every earlier epoch's
+ * curve). NaN and ±Infinity are stored as the IEEE values (double precision holds them).
+ * `metrics` must not hold a (name, step) twice.
  */
 export async function insertMetrics(
   db: Db,
   params: { jobId: string; metrics: Array<{ step: number; epoch: number; name: string; value: number }> },
-): Promise<{ inserted: number; replaced: number }> {
-  if (params.metrics.length === 0) return { inserted: 0, replaced: 0 };
+): Promise<{ inserted: number; replaced: number; conflicts: Array<{ index: number; storedEpoch: number }> }> {
+  if (params.metrics.length === 0) return { inserted: 0, replaced: 0, conflicts: [] };
   // The values travel as text: JSON has no NaN, and 'NaN' / 'Infinity' are float8 literals.
-  const rows = params.metrics.map((m) => ({ step: m.step, epoch: m.epoch, name: m.name, value: String(m.value) }));
+  const rows = params.metrics.map((m, index) => ({ index, step: m.step, epoch: m.epoch, name: m.name, value: String(m.value) }));
   const result = await db.execute(sql`
-    insert into ${trainingMetrics} as m (job_id, step, epoch, name, value)
-    select ${params.jobId}::uuid, r.step, r.epoch, r.name, r.value::float8
-    from json_to_recordset(${JSON.stringify(rows)}::json) as r(step int, epoch float8, name text, value text)
-    on conflict (job_id, name, step) do update set value = excluded.value, epoch = excluded.epoch
-      where m.value is distinct from excluded.value
-    returning (xmax = 0) as inserted`);
-  const written = rowsOf<{ inserted: boolean }>(result);
-  const inserted = written.filter((r) => r.inserted).length;
-  return { inserted, replaced: written.length - inserted };
+    with input as (
+      select r.index, r.step, r.epoch, r.name, r.value::float8 as value
+      from json_to_recordset(${JSON.stringify(rows)}::json) as r(index int, step int, epoch float8, name text, value text)
+    ), matched as (
+      select i.index, m.id, m.epoch as stored_epoch, abs(m.epoch - i.epoch) <= 1e-6 as same_epoch, m.value is not distinct from i.value as same_value
+      from input i join ${trainingMetrics} m on m.job_id = ${params.jobId}::uuid and m.name = i.name and m.step = i.step
+    ), inserted as (
+      insert into ${trainingMetrics} (job_id, step, epoch, name, value)
+      select ${params.jobId}::uuid, i.step, i.epoch, i.name, i.value from input i
+      where not exists (select 1 from matched m where m.index = i.index)
+      on conflict (job_id, name, step) do nothing
+      returning 1
+    ), replaced as (
+      update ${trainingMetrics} t set value = i.value, epoch = i.epoch
+      from matched m join input i on i.index = m.index
+      where t.id = m.id and m.same_epoch and not m.same_value
+      returning 1
+    )
+    select (select count(*)::int from inserted) as inserted, (select count(*)::int from replaced) as replaced,
+      (select coalesce(json_agg(json_build_array(index, stored_epoch) order by index), '[]'::json) from matched where not same_epoch) as conflicts`);
+  const [row] = rowsOf<{ inserted: number; replaced: number; conflicts: Array<[number, number]> | string }>(result);
+  const conflicts = typeof row?.conflicts === 'string' ? (JSON.parse(row.conflicts) as Array<[number, number]>) : (row?.conflicts ?? []);
+  return {
+    inserted: Number(row?.inserted ?? 0),
+    replaced: Number(row?.replaced ?? 0),
+    conflicts: conflicts.map(([index, storedEpoch]) => ({ index, storedEpoch })),
+  };
 }
 
 /** A job's metric points in (name, step) order; values may be NaN or ±Infinity. */

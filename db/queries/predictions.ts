@@ -30,7 +30,8 @@ export interface InsertPredictionsResult {
  * with different content in the same epoch and trigger is replaced (a run resumed from a
  * checkpoint re-predicts those steps) and gets a new id, so live subscribers see the new text;
  * a key stored under another epoch or trigger is left alone and returned as a conflict (steps
- * must be global, as Hugging Face's `global_step` is). Within a batch the last row of a key wins.
+ * must be global, as Hugging Face's `global_step` is). A key sent twice in one batch is treated as
+ * if its rows had come in separate batches, in order.
  * The per-epoch totals move in the same statement.
  *
  * Ordering for live delivery: the write holds a per-job transaction lock from before its ids are
@@ -42,27 +43,64 @@ export async function insertPredictions(
   db: Db,
   params: { jobId: string; userId: string; rows: StorablePredictionRow[] },
 ): Promise<InsertPredictionsResult> {
-  const empty: InsertPredictionsResult = { inserted: 0, duplicates: 0, replaced: { count: 0, minStep: null, maxStep: null }, altered: 0, conflicts: [], maxId: null };
-  if (params.rows.length === 0) return empty;
-  // The last row of each key wins; the earlier ones count as duplicates of it.
-  const lastOfKey = new Map<string, number>();
-  params.rows.forEach((row, index) => lastOfKey.set(`${row.step}:${row.sampleIndex}`, index));
-  const unique = [...lastOfKey.values()].sort((a, b) => a - b).map((index) => ({ ...params.rows[index], index }));
-  const result = await db.transaction(async (tx) => {
+  const total: InsertPredictionsResult = { inserted: 0, duplicates: 0, replaced: { count: 0, minStep: null, maxStep: null }, altered: 0, conflicts: [], maxId: null };
+  if (params.rows.length === 0) return total;
+  const rounds = splitIntoRounds(params.rows);
+  await db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(${PREDICTIONS_LOCK_CLASS}, hashtext(${params.jobId}))`);
-    return tx.execute(sql`
+    for (const round of rounds) {
+      const part = await insertRound(tx, params.jobId, params.userId, round);
+      total.inserted += part.inserted;
+      total.duplicates += round.length - part.inserted - part.replaced - part.conflicts.length;
+      total.altered += part.altered;
+      total.conflicts.push(...part.conflicts);
+      if (part.replaced > 0) {
+        total.replaced.count += part.replaced;
+        total.replaced.minStep = Math.min(total.replaced.minStep ?? Infinity, part.replacedMinStep ?? Infinity);
+        total.replaced.maxStep = Math.max(total.replaced.maxStep ?? -Infinity, part.replacedMaxStep ?? -Infinity);
+      }
+      if (part.maxId !== null) total.maxId = Math.max(total.maxId ?? 0, part.maxId);
+    }
+  });
+  total.conflicts.sort((x, y) => x.index - y.index);
+  return total;
+}
+
+/**
+ * A batch that holds one key more than once is stored as if its rows had come in that order in
+ * separate batches: round k holds the k-th row of each key. (Keeping only the last row of a key
+ * dropped the earlier one as a "duplicate", which lost a whole epoch when steps restarted each
+ * epoch within one batch.) Nearly every batch is one round.
+ */
+function splitIntoRounds(rows: StorablePredictionRow[]): Array<Array<StorablePredictionRow & { index: number }>> {
+  const rounds: Array<Array<StorablePredictionRow & { index: number }>> = [];
+  const seen = new Map<string, number>();
+  rows.forEach((row, index) => {
+    const key = `${row.step}:${row.sampleIndex}`;
+    const round = seen.get(key) ?? 0;
+    seen.set(key, round + 1);
+    (rounds[round] ??= []).push({ ...row, index });
+  });
+  return rounds;
+}
+
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+/** One statement over rows with distinct keys; see insertPredictions. */
+async function insertRound(tx: Tx, jobId: string, userId: string, rows: Array<StorablePredictionRow & { index: number }>) {
+  const result = await tx.execute(sql`
       with input as (
-        select * from json_to_recordset(${JSON.stringify(unique)}::json)
+        select * from json_to_recordset(${JSON.stringify(rows)}::json)
           as r(index int, epoch int, step int, "sampleIndex" int, trigger text, prompt text, "groundTruth" text, prediction text, altered boolean)
       ), matched as (
         select i.index, p.id, p.epoch as stored_epoch, p.trigger as stored_trigger,
                p.epoch = i.epoch and p.trigger = i.trigger as same_place,
                (p.prompt, p.ground_truth, p.prediction) = (i.prompt, i."groundTruth", i.prediction) as same_content
         from input i join ${trainingPredictions} p
-          on p.job_id = ${params.jobId}::uuid and p.step = i.step and p.sample_index = i."sampleIndex"
+          on p.job_id = ${jobId}::uuid and p.step = i.step and p.sample_index = i."sampleIndex"
       ), inserted as (
         insert into ${trainingPredictions} (job_id, user_id, epoch, step, sample_index, trigger, prompt, ground_truth, prediction, altered)
-        select ${params.jobId}::uuid, ${params.userId}::uuid, i.epoch, i.step, i."sampleIndex", i.trigger, i.prompt, i."groundTruth", i.prediction, i.altered
+        select ${jobId}::uuid, ${userId}::uuid, i.epoch, i.step, i."sampleIndex", i.trigger, i.prompt, i."groundTruth", i.prediction, i.altered
         from input i where not exists (select 1 from matched m where m.index = i.index)
         on conflict (job_id, step, sample_index) do nothing
         returning id, epoch, step, trigger, altered, created_at
@@ -75,7 +113,7 @@ export async function insertPredictions(
         returning p.id, p.epoch, p.step, p.trigger, p.altered, p.created_at
       ), stats as (
         insert into ${predictionEpochStats} as s (job_id, user_id, epoch, trigger, count, min_step, max_step, last_write_at)
-        select ${params.jobId}::uuid, ${params.userId}::uuid, epoch, trigger, sum(added), min(step), max(step), max(created_at)
+        select ${jobId}::uuid, ${userId}::uuid, epoch, trigger, sum(added), min(step), max(step), max(created_at)
         from (select epoch, step, trigger, created_at, 1 as added from inserted
               union all select epoch, step, trigger, created_at, 0 from replaced) written
         group by epoch, trigger
@@ -94,7 +132,6 @@ export async function insertPredictions(
         (select coalesce(json_agg(json_build_array(index, stored_epoch, stored_trigger) order by index), '[]'::json)
            from matched where not same_place) as conflicts,
         (select max(id) from (select id from inserted union all select id from replaced) w)::bigint as max_id`);
-  });
   const [row] = rowsOf<{
     inserted: number;
     replaced: number;
@@ -104,19 +141,17 @@ export async function insertPredictions(
     conflicts: Array<[number, number, PredictionTrigger]> | string;
     max_id: string | number | null;
   }>(result);
-  if (!row) return empty;
-  const conflicts = (typeof row.conflicts === 'string' ? (JSON.parse(row.conflicts) as Array<[number, number, PredictionTrigger]>) : row.conflicts).map(
+  const conflicts = (typeof row?.conflicts === 'string' ? (JSON.parse(row.conflicts) as Array<[number, number, PredictionTrigger]>) : (row?.conflicts ?? [])).map(
     ([index, storedEpoch, storedTrigger]) => ({ index, storedEpoch, storedTrigger }),
   );
-  const inserted = Number(row.inserted);
-  const replaced = Number(row.replaced);
   return {
-    inserted,
-    replaced: { count: replaced, minStep: row.replaced_min_step, maxStep: row.replaced_max_step },
-    duplicates: params.rows.length - inserted - replaced - conflicts.length,
-    altered: Number(row.altered),
+    inserted: Number(row?.inserted ?? 0),
+    replaced: Number(row?.replaced ?? 0),
+    replacedMinStep: row?.replaced_min_step ?? null,
+    replacedMaxStep: row?.replaced_max_step ?? null,
+    altered: Number(row?.altered ?? 0),
     conflicts,
-    maxId: row.max_id === null ? null : Number(row.max_id),
+    maxId: row?.max_id === null || row?.max_id === undefined ? null : Number(row.max_id),
   };
 }
 

@@ -98,7 +98,7 @@ export const metricRow = z.object({
     .trim()
     .min(1, 'name must not be empty')
     .max(METRIC_NAME_MAX, `name must be at most ${METRIC_NAME_MAX} characters`)
-    .regex(/^[^\p{C}]+$/u, 'name must hold printable characters only (no control characters)'),
+    .regex(/^[^\p{Cc}\u2028\u2029]+$/u, 'name must hold printable characters only (no control characters or line breaks)'),
   // NaN losses are real and worth seeing: null (how JSON writes NaN) and the names of the
   // non-finite values are stored as the IEEE values they stand for.
   value: z.union([

@@ -79,6 +79,7 @@ export async function podHeartbeat(deps: AppDeps, pod: PodScope, input: z.output
 type RejectedRow = z.infer<typeof rejectedRow>;
 
 const MAX_REASONS_RECORDED = 10;
+const STORED_TEXT_FIELDS = new Set(['prompt', 'groundTruth', 'prediction']);
 
 /** Validates a batch row by row: one bad row is refused by index and reason, the rest go on. */
 function validateRows<T>(schema: z.ZodType<T>, rows: unknown[]): { valid: Array<{ index: number; row: T }>; rejected: RejectedRow[] } {
@@ -105,11 +106,14 @@ export async function podWritePredictions(
   input: { predictions: unknown[] },
   inputAltered: readonly AlteredPath[] = [],
 ): Promise<WritePredictionsOutput> {
-  const alteredRows = new Set(inputAltered.filter((path) => path[0] === 'predictions' && typeof path[1] === 'number').map((path) => path[1]));
+  // Only a change to a stored text marks a row; a NUL in a key the schema drops changes nothing stored.
+  const alteredRows = new Set(
+    inputAltered.filter((path) => path[0] === 'predictions' && typeof path[1] === 'number' && path.length === 3 && STORED_TEXT_FIELDS.has(String(path[2]))).map((path) => path[1]),
+  );
   const { valid, rejected } = validateRows(predictionRow, input.predictions);
   const parsed = valid.map(({ index, row }) => ({ index, row: { ...row, altered: alteredRows.has(index) } satisfies StorablePredictionRow }));
   const db = deps.database.db;
-  const stored = await insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows: parsed.map((p) => p.row) });
+  const stored = await oneAtATimePerJob(deps, pod.jobId, () => insertPredictions(db, { jobId: pod.jobId, userId: pod.userId, rows: parsed.map((p) => p.row) }));
   if (stored.maxId !== null) await deps.live.predictionsStored(pod.jobId, pod.userId, stored.maxId);
   const stepConflicts = stored.conflicts.map((c) => {
     const { index, row } = parsed[c.index]!;
@@ -133,6 +137,26 @@ export async function podWritePredictions(
   };
 }
 
+// One job's prediction writes queue here, in this process, before they take a pool connection:
+// queued inside the database (on the job's transaction lock) each held a connection, and a
+// dozen writes to one busy job starved every other job's writes of the pool (503s for an
+// unrelated job). The database lock still orders writers on other instances.
+const writeQueues = new WeakMap<AppDeps['database'], Map<string, Promise<unknown>>>();
+
+async function oneAtATimePerJob<T>(deps: AppDeps, jobId: string, work: () => Promise<T>): Promise<T> {
+  let queues = writeQueues.get(deps.database);
+  if (!queues) writeQueues.set(deps.database, (queues = new Map()));
+  const before = queues.get(jobId) ?? Promise.resolve();
+  const mine = before.catch(() => undefined).then(work);
+  const tail = mine.catch(() => undefined);
+  queues.set(jobId, tail);
+  try {
+    return await mine;
+  } finally {
+    if (queues.get(jobId) === tail) queues.delete(jobId);
+  }
+}
+
 async function recordRejected(db: AppDeps['database']['db'], jobId: string, reason: string, rows: RejectedRow[]) {
   await insertJobEvent(db, { jobId, kind: 'predictions_rejected', detail: { reason, count: rows.length, examples: rows.slice(0, MAX_REASONS_RECORDED) } });
 }
@@ -143,10 +167,29 @@ function reasonOf(error: z.ZodError): string {
 
 export async function podWriteMetrics(deps: AppDeps, pod: PodScope, input: z.output<typeof writeMetricsInput>): Promise<WriteMetricsOutput> {
   const { valid, rejected } = validateRows(metricRow, input.metrics);
-  // Within one batch the last point for a (name, step) wins, as a later log line would.
-  const byKey = new Map(valid.map(({ row }) => [`${row.name}\u0000${row.step}`, row]));
-  const { inserted, replaced } = await insertMetrics(deps.database.db, { jobId: pod.jobId, metrics: [...byKey.values()] });
-  return { inserted, replaced, duplicates: valid.length - inserted - replaced, rejected };
+  // A (name, step) sent twice in one batch: the later value wins within the same epoch, as a later
+  // log line would; under another epoch it is refused like a stored one (steps must be global).
+  const byKey = new Map<string, { index: number; row: (typeof valid)[number]['row'] }>();
+  const stepConflicts: RejectedRow[] = [];
+  for (const point of valid) {
+    const key = `${point.row.name}\u0000${point.row.step}`;
+    const earlier = byKey.get(key);
+    if (earlier && Math.abs(earlier.row.epoch - point.row.epoch) > 1e-6) stepConflicts.push({ index: point.index, reason: metricStepReason(point.row, earlier.row.epoch) });
+    else byKey.set(key, earlier ? { index: earlier.index, row: point.row } : point);
+  }
+  const kept = [...byKey.values()];
+  const stored = await insertMetrics(deps.database.db, { jobId: pod.jobId, metrics: kept.map((k) => k.row) });
+  for (const conflict of stored.conflicts) {
+    const { index, row } = kept[conflict.index]!;
+    stepConflicts.push({ index, reason: metricStepReason(row, conflict.storedEpoch) });
+  }
+  if (stepConflicts.length > 0) await insertJobEvent(deps.database.db, { jobId: pod.jobId, kind: 'metrics_rejected', detail: { reason: STEP_NOT_GLOBAL, count: stepConflicts.length, examples: stepConflicts.slice(0, MAX_REASONS_RECORDED) } });
+  const refused = [...rejected, ...stepConflicts].sort((a, b) => a.index - b.index);
+  return { inserted: stored.inserted, replaced: stored.replaced, duplicates: valid.length - stored.inserted - stored.replaced - stepConflicts.length, rejected: refused };
+}
+
+function metricStepReason(row: { name: string; step: number }, storedEpoch: number): string {
+  return `step: ${row.name} at step ${row.step} is already stored under epoch ${storedEpoch}; steps must keep growing across epochs (send Hugging Face's global_step, not the step within the epoch)`;
 }
 
 export async function podLog(deps: AppDeps, pod: PodScope, input: z.output<typeof podLogInput>) {

@@ -297,9 +297,10 @@ async function* streamNewPredictions(
 // ---- export ----
 
 const CSV_BOM = '\uFEFF';
-const EXPORT_COLUMNS = ['id', 'epoch', 'step', 'sampleIndex', 'trigger', 'prompt', 'groundTruth', 'prediction', 'createdAt'] as const;
+// `altered` says a U+FFFD in the text was put there by the server (a NUL or half an emoji), not by the model.
+const EXPORT_COLUMNS = ['id', 'epoch', 'step', 'sampleIndex', 'trigger', 'prompt', 'groundTruth', 'prediction', 'altered', 'createdAt'] as const;
 
-function csvCell(value: string | number): string {
+function csvCell(value: string | number | boolean): string {
   let text = String(value);
   // A cell a spreadsheet would run as a formula is neutralised.
   if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;

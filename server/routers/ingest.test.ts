@@ -113,10 +113,15 @@ describe('the same key again', () => {
     expect(check?.message).toMatch(/4 predictions at steps 20 to 30 were replaced by a resumed run/);
   });
 
-  it('keeps the last row of a key sent twice in one batch', async () => {
+  it('treats a key sent twice in one batch as two batches in order: the later text replaces, another epoch is refused', async () => {
     const { token, jobId } = await setup();
-    const answer = await write<WritePredictionsOutput>('pod.writePredictions', { predictions: [row(1, 4, 0, 'first'), row(1, 4, 1), row(1, 4, 0, 'second')] }, token);
-    expect(answer).toMatchObject({ inserted: 2, duplicates: 1, replaced: 0 });
+    const answer = await write<WritePredictionsOutput>(
+      'pod.writePredictions',
+      { predictions: [row(1, 4, 0, 'first'), row(1, 4, 1), row(1, 4, 0, 'second'), row(1, 4, 1), row(2, 4, 0, 'epoch two')] },
+      token,
+    );
+    expect(answer).toMatchObject({ inserted: 2, duplicates: 1, replaced: 1 });
+    expect(answer.rejected.map((r) => r.index)).toEqual([4]);
     expect((await stored(jobId)).map((r) => r.prediction)).toEqual(['second', 'guess 4/1']);
   });
 
