@@ -74,7 +74,7 @@ describe('the CSV export', () => {
     const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     const [header, row, ...rest] = parseCsv(text);
     expect(rest).toEqual([]);
-    expect(header).toEqual(['id', 'epoch', 'step', 'sampleIndex', 'trigger', 'prompt', 'groundTruth', 'prediction', 'createdAt']);
+    expect(header).toEqual(['id', 'epoch', 'step', 'sampleIndex', 'trigger', 'prompt', 'groundTruth', 'prediction', 'altered', 'createdAt']);
     const cells = Object.fromEntries(header!.map((name, i) => [name, row![i]]));
     expect(cells).toMatchObject({ epoch: '1', step: '10', sampleIndex: '0', trigger: 'steps', prompt: HOSTILE.prompt, groundTruth: HOSTILE.groundTruth });
     // The one deliberate change: a leading quote keeps the formula from running; the rest is intact.

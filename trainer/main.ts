@@ -313,7 +313,10 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
   );
   if (env.mode === 'local') log.error(`${localModeBanner(env)}: set ${env.missing.join(', ')} so the next run reaches the server.`);
   if (counters.spooled > 0 && writer && connection.tokenRefusedReason === 'job_ended') {
-    log.warn(`${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}; the job has ended, so they cannot be uploaded to it.`);
+    // An ended job still takes rows through an upload token (docs/decisions/0005-upload-tokens.md).
+    log.warn(
+      `${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}; the job has ended. To keep them, press "New upload token" on the job page (or jobs.rotateToken), then run:\n  JOB_TOKEN=<the upload token> ${resyncCommand(writer.spoolFile, env)}`,
+    );
   } else if (counters.spooled > 0 && writer && connection.tokenRefused !== null) {
     log.error(
       `${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}, not on the server. Rotate the token on the job page (or jobs.rotateToken), then upload them with:\n  JOB_TOKEN=<the new token> ${resyncCommand(writer.spoolFile, env)}${failure ? '' : ' --finish'}`,
@@ -322,7 +325,8 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
     log.error(`${counters.spooled} prediction(s) are in the spool ${writer.spoolFile}, not on the server. Upload them with:\n  ${syncCommand(writer.spoolFile, env, !failure)}`);
   }
   if (counters.spooled === 0 && writer && metrics && metrics.pending > 0) {
-    log.warn(`${metrics.pending} metric point(s) are in the spool ${writer.spoolFile}, not on the server; \`npm run trainer -- sync --spool ${writer.spoolFile}\` uploads them.`);
+    const token = connection.tokenRefused !== null ? 'JOB_TOKEN=<a new token or upload token from the job page> ' : '';
+    log.warn(`${metrics.pending} metric point(s) are in the spool ${writer.spoolFile}, not on the server; \`${token}npm run trainer -- sync --spool ${writer.spoolFile}\` uploads them.`);
   }
   if (counters.rejected > 0) log.error(`${counters.rejected} prediction(s) were rejected by the server; the reasons are logged above.`);
   if (writer && writer.altered > 0) log.warn(alteredNote(writer.altered));

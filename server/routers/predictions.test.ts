@@ -207,7 +207,7 @@ describe('exports', () => {
     const csv = await api.predictions.exportLink.mutate({ jobId, format: 'csv' });
     const text = await (await fetch(`${server.url}${csv.url}`)).text();
     const csvLines = text.trim().split('\r\n');
-    expect(csvLines[0]).toBe('id,epoch,step,sampleIndex,trigger,prompt,groundTruth,prediction,createdAt');
+    expect(csvLines[0]).toBe('id,epoch,step,sampleIndex,trigger,prompt,groundTruth,prediction,altered,createdAt');
     expect(csvLines).toHaveLength(2_501);
   });
 
