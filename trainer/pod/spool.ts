@@ -13,6 +13,9 @@
 // is on disk, so a torn line was never sent. Replays are safe: the server stores
 // (job, step, sampleIndex) and (job, name, step) once, and a replay of an answered batch comes
 // back as duplicates.
+// The Python callback writes and reads this same format (SpoolFile in
+// trainer/python/predictions_callback.py; its file is named by the callback, any name works), so
+// either client's sync uploads the other's spool: trainer/clients.test.ts, scenario h, proves it.
 //
 // Costs on the training loop (bench/spool.ts measures them): `append` is one write(2) per call
 // (per trigger fire, or per metric point), which a kill -9 of the process cannot undo (the data

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import bisect
 import email.utils
 import gzip
 import hashlib
@@ -39,7 +40,6 @@ import os
 import queue
 import random
 import re
-import secrets
 import signal
 import sys
 import threading
@@ -77,7 +77,8 @@ RETRY_AFTER_MAX = 120.0  # seconds: a Retry-After beyond this is capped, so a ty
 SYNC_COMMAND = "python3 predictions_callback.py sync --spool"
 
 Row = Dict[str, Any]
-Entry = Tuple[str, Row]  # (the row's id in the spool, the wire row)
+Entry = Tuple[int, Row]  # (the record's seq in the spool, the wire row)
+SPOOL_KINDS = ("prediction", "metric")  # the record kinds of a spool file, as trainer/pod/spool.ts names them
 
 
 def epoch_number(state_epoch: Optional[float]) -> int:
@@ -91,22 +92,16 @@ def epoch_number(state_epoch: Optional[float]) -> int:
     return max(1, math.ceil(float(state_epoch) - 1e-9))
 
 
-def _utf16_len(text: str) -> int:
-    # surrogatepass: half an emoji counts as the one unit it is in JavaScript, instead of raising.
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
 def clip_field(text: str, limit: int = FIELD_LIMIT) -> Tuple[str, bool]:
-    """Clip ``text`` to ``limit`` UTF-16 units (the server's measure); True when clipped.
+    """Clip ``text`` to ``limit`` characters (code points, the server's measure); True when clipped.
 
-    A clipped prediction is still worth storing; a row over the limit would be rejected whole.
+    The server counts code points (an emoji is one), as Python's ``len`` does; a lone surrogate
+    counts as one in both. A clipped prediction is still worth storing; a row over the limit
+    would be rejected whole.
     """
-    if len(text) <= limit // 2 or _utf16_len(text) <= limit:
+    if len(text) <= limit:
         return text, False
-    clipped = text[:limit]
-    while _utf16_len(clipped) > limit:
-        clipped = clipped[:-1]
-    return clipped, True
+    return text[:limit], True
 
 
 def default_spool_path(job_id: Optional[str]) -> str:
@@ -116,12 +111,6 @@ def default_spool_path(job_id: Optional[str]) -> str:
     """
     tag = hashlib.sha256(job_id.encode("utf-8")).hexdigest()[:12] if job_id else "local"
     return os.path.join(os.getcwd(), f"predictions-spool-{tag}.jsonl")
-
-
-def metrics_spool_path(spool_path: str) -> str:
-    """The metric points' spool beside the predictions' one (``sync`` uploads both)."""
-    base = spool_path[: -len(".jsonl")] if spool_path.endswith(".jsonl") else spool_path
-    return base + ".metrics.jsonl"
 
 
 # --- Environment ---------------------------------------------------------------------------------
@@ -395,8 +384,8 @@ class SendResult:
     """What became of a list of spool entries sent to one procedure."""
 
     def __init__(self) -> None:
-        self.stored: List[str] = []  # ids the server holds now (inserted, duplicate or replaced)
-        self.rejected: List[Tuple[str, Row, str]] = []
+        self.stored: List[int] = []  # seqs the server holds now (inserted, duplicate or replaced)
+        self.rejected: List[Tuple[int, Row, str]] = []
         self.unsent: List[Entry] = []
         self.inserted = 0
         self.duplicates = 0
@@ -476,6 +465,13 @@ def send_entries(
 
 
 # --- Spool: the write-ahead log ------------------------------------------------------------------
+#
+# The TypeScript trainer's format (trainer/pod/spool.ts), so either client's `sync` uploads a spool
+# written by the other: one file per job, one JSON record per line,
+#   {"seq":12,"prediction":{...row as sent...}}   a prediction, numbered in the order generated
+#   {"seq":13,"metric":{...point as sent...}}     a metric point
+#   {"done":[[0,11],[13,13]]}                     seq ranges the server has answered for
+#   {...a bare prediction row...}                 an older spool's line (before the seq records)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -491,194 +487,360 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-class Spool:
-    """A write-ahead log of wire rows: appended and fsync'd before they are sent.
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # absent, or cannot be removed: a leftover is replayed later as duplicates, harmless
 
-    ``path`` holds one JSON row per line, each with an ``_id`` (stripped before sending);
-    ``path + ".done"`` lists the ids the server has acknowledged. Unacknowledged rows are the
-    ones still to send, by this run, the next run of the same job, or ``sync``. When every row is
-    done both files are removed; a long tail of done ids is compacted away (rewrite aside, fsync,
-    rename, then clear the done list: a crash in between leaves ids that match nothing).
 
-    A kill mid-append leaves a torn last line: it is cut off when the spool is opened, so the next
-    append starts on a fresh line (otherwise the glued line would lose the next row too). Lines
-    without an ``_id`` (a spool from an older callback, or written by hand) are keyed by their
-    byte offset, which no append changes. One process uses a spool at a time.
+def to_ranges(seqs: Iterable[int]) -> List[List[int]]:
+    """seq numbers as inclusive ``[from, to]`` ranges, for a short done record."""
+    ranges: List[List[int]] = []
+    for seq in sorted(set(seqs)):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return ranges
 
-    When the disk refuses a write, rows are kept in memory and still sent (said once, loudly).
+
+def _is_seq(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _read_lines(path: str) -> List[bytes]:
+    with open(path, "rb") as handle:
+        return [line for line in handle.read().split(b"\n") if line.strip()]
+
+
+def _json_object(raw: bytes) -> Optional[Dict[str, Any]]:
+    try:
+        # "replace" as the TypeScript reader does: a damaged byte costs a character, not the row.
+        value = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class SpoolFile:
+    """The write-ahead log of one job: predictions and metric points, appended and fsync'd before
+    they are sent, marked done (a ``done`` record) once the server has answered for them.
+
+    Unanswered records are the ones still to send, by this run, the next run of the same job, or
+    either client's ``sync``. When nothing is left the file is removed; a long tail of done
+    records is compacted away (rewrite aside, fsync, rename: a crash leaves one file or the other).
+
+    A kill mid-append leaves a torn last line: it is cut off when the spool is opened (sending
+    waits until a line is on disk, so a torn line was never sent), and the next append starts on
+    a fresh line. A spool left by the previous version of this callback (``_id`` rows, a ``.done``
+    file, a ``.metrics.jsonl`` file beside it) is read once and rewritten in this format.
+
+    One process uses a spool at a time. When the disk refuses a write, records are kept in memory
+    and still sent (the callback says so, loudly).
     """
 
-    COMPACT_AFTER = 5_000  # done ids before the spool is rewritten without them
+    COMPACT_AFTER = 5_000  # records answered since the last rewrite before the file is rewritten
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
-        self.done_path = self.path + ".done"
         self.rejected_path = self.path + ".rejected"
         self._lock = threading.RLock()
         self._opened = False
-        self._entries: Dict[str, Row] = {}  # not yet acknowledged, oldest first
-        self._done_count = 0
-        # Random per process: ids from two runs never collide, so stale done ids match nothing.
-        self._prefix = secrets.token_hex(6)
-        self._seq = 0
+        # Unanswered records by kind, in seq order (dicts keep insertion order).
+        self._entries: Dict[str, Dict[int, Row]] = {kind: {} for kind in SPOOL_KINDS}
+        self._next_seq = 0
+        self._answered = 0  # done seqs written since the file was last rewritten
         self.bad_lines = 0
         self.torn_bytes = 0
+        self.migrated = 0  # records read from the previous version's layout
         self.write_error: Optional[str] = None
 
-    def open(self) -> int:
-        """Load what earlier runs left (repairing a torn tail); returns the rows still to send."""
+    def open(self) -> None:
+        """Load what earlier runs left (repairing a torn tail, migrating an old layout)."""
         with self._lock:
             if self._opened:
-                return len(self._entries)
+                return
             self._opened = True
-            done: Set[str] = set()
-            if os.path.exists(self.done_path):
-                with open(self.done_path, encoding="utf-8", errors="replace") as handle:
-                    done = {line.strip() for line in handle if line.strip()}
-            if not os.path.exists(self.path):
-                self._remove(self.done_path)
-                return 0
-            with open(self.path, "rb+") as handle:
-                data = handle.read()
-                end = data.rfind(b"\n") + 1
-                if end < len(data):
-                    self.torn_bytes = len(data) - end
-                    handle.truncate(end)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                    data = data[:end]
-            offset = 0
-            for raw in data.split(b"\n")[:-1]:
-                line_offset, offset = offset, offset + len(raw) + 1
-                if not raw.strip():
-                    continue
-                try:
-                    row = json.loads(raw.decode("utf-8"))
-                    if not isinstance(row, dict):
-                        raise ValueError("not an object")
-                except ValueError:
-                    self.bad_lines += 1
-                    continue
-                entry_id = str(row.pop("_id", "") or f"offset-{line_offset}")
-                if entry_id not in done:
-                    self._entries[entry_id] = row
-            self._done_count = len(done)
-            if not self._entries:
-                self._clear()
-            return len(self._entries)
+            found: List[Tuple[int, str, Row]] = []
+            done_ranges: List[Tuple[int, int]] = []
+            legacy: List[Tuple[str, Row]] = []
+            max_seq = -1
+            untidy = False
+            if os.path.exists(self.path):
+                untidy = self._cut_torn_tail()
+                for raw in _read_lines(self.path):
+                    record = _json_object(raw)
+                    if record is None:
+                        self.bad_lines += 1
+                        untidy = True
+                    elif isinstance(record.get("done"), list):
+                        untidy = True
+                        for pair in record["done"]:
+                            if isinstance(pair, list) and len(pair) == 2 and _is_seq(pair[0]) and _is_seq(pair[1]):
+                                done_ranges.append((pair[0], pair[1]))
+                                max_seq = max(max_seq, pair[1])
+                    elif _is_seq(record.get("seq")) and ("prediction" in record or "metric" in record):
+                        kind = "prediction" if "prediction" in record else "metric"
+                        body = record[kind]
+                        if isinstance(body, dict):
+                            found.append((record["seq"], kind, body))
+                            max_seq = max(max_seq, record["seq"])
+                        else:
+                            self.bad_lines += 1
+                            untidy = True
+                    else:
+                        # A bare row: the previous version of this callback (with an ``_id``) or an
+                        # older TypeScript spool; either way one prediction.
+                        untidy = True
+                        legacy.append(("prediction", record))
+            old_layout = self._read_old_layout(legacy)
+            untidy = untidy or old_layout
+            done = self._done_seqs(done_ranges, [seq for seq, _, _ in found])
+            for seq, kind, body in sorted(found, key=lambda item: item[0]):
+                if seq in done or any(seq in entries for entries in self._entries.values()):
+                    continue  # answered, or a repeated seq (the first one stands, as in TypeScript)
+                self._entries[kind][seq] = body
+            self._next_seq = max_seq + 1
+            for kind, body in legacy:
+                self._entries[kind][self._next_seq] = body
+                self._next_seq += 1
+                self.migrated += 1
+            if untidy:
+                self._rewrite()
+            if old_layout:
+                # Only once the new file holds everything: a crash before this resends duplicates.
+                base = self.path[: -len(".jsonl")] if self.path.endswith(".jsonl") else self.path
+                for leftover in (self.path + ".done", base + ".metrics.jsonl", base + ".metrics.jsonl.done"):
+                    _remove(leftover)
 
-    def append(self, rows: Sequence[Row]) -> List[str]:
-        """Write rows durably (fsync) and return their ids; the rows may be sent from now on."""
+    def _cut_torn_tail(self) -> bool:
+        with open(self.path, "rb+") as handle:
+            data = handle.read()
+            end = data.rfind(b"\n") + 1
+            if end == len(data):
+                return False
+            tail = data[end:]
+            if _json_object(tail) is not None:
+                handle.write(b"\n")  # whole, only its newline missing: keep it (TypeScript does)
+            else:
+                self.torn_bytes = len(tail)
+                handle.truncate(end)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
+    def _read_old_layout(self, legacy: List[Tuple[str, Row]]) -> bool:
+        """The previous version's layout: ``_id`` keyed rows, answered ids in ``.done`` files, metric
+        points in ``.metrics.jsonl``. Drops the answered rows, strips the ids; True if found."""
+        base = self.path[: -len(".jsonl")] if self.path.endswith(".jsonl") else self.path
+        metrics_path = base + ".metrics.jsonl"
+
+        def answered(path: str) -> Set[str]:
+            if not os.path.exists(path):
+                return set()
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                return {line.strip() for line in handle if line.strip()}
+
+        found = os.path.exists(self.path + ".done") or os.path.exists(metrics_path) or any("_id" in row for _, row in legacy)
+        if not found:
+            return False
+        done = answered(self.path + ".done")
+        kept = [(kind, row) for kind, row in legacy if str(row.get("_id", "")) not in done]
+        if os.path.exists(metrics_path):
+            metrics_done = answered(metrics_path + ".done")
+            for raw in _read_lines(metrics_path):
+                row = _json_object(raw)
+                if row is not None and str(row.get("_id", "")) not in metrics_done:
+                    kept.append(("metric", row))
+        legacy[:] = [(kind, {key: value for key, value in row.items() if key != "_id"}) for kind, row in kept]
+        return True
+
+    @staticmethod
+    def _done_seqs(ranges: List[Tuple[int, int]], seqs: List[int]) -> Set[int]:
+        """The seqs covered by done ranges (bisect over merged ranges: a long spool has many)."""
+        merged: List[List[int]] = []
+        for start, end in sorted(ranges):
+            if merged and start <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        starts = [start for start, _ in merged]
+        done: Set[int] = set()
+        for seq in seqs:
+            i = bisect.bisect_right(starts, seq) - 1
+            if i >= 0 and seq <= merged[i][1]:
+                done.add(seq)
+        return done
+
+    def append(self, kind: str, rows: Sequence[Row]) -> List[int]:
+        """Write records durably (fsync) and return their seqs; they may be sent from now on."""
         if not rows:
             return []
         with self._lock:
             self.open()
-            ids = []
-            lines = []
-            for row in rows:
-                self._seq += 1
-                entry_id = f"{self._prefix}-{self._seq}"
-                ids.append(entry_id)
-                lines.append(to_json({**row, "_id": entry_id}))
+            seqs = list(range(self._next_seq, self._next_seq + len(rows)))
+            self._next_seq += len(rows)
             try:
-                self._write(self.path, "a", lines)
+                self._write("a", [to_json({"seq": seq, kind: row}) for seq, row in zip(seqs, rows)], durable=True)
             except OSError as error:
                 # Better sent without a safety net than not at all; the callback says so.
                 self.write_error = f"{type(error).__name__}: {error}"
-            for entry_id, row in zip(ids, rows):
-                self._entries[entry_id] = dict(row)
-            return ids
+            for seq, row in zip(seqs, rows):
+                self._entries[kind][seq] = dict(row)
+            return seqs
 
-    def pending(self, max_rows: Optional[int] = None) -> List[Entry]:
-        """The oldest unacknowledged rows, up to ``max_rows``."""
+    def pending(self, kind: str, max_rows: Optional[int] = None) -> List[Entry]:
+        """The oldest unanswered records of one kind, up to ``max_rows``."""
         with self._lock:
-            entries = []
-            for entry_id, row in self._entries.items():
+            entries: List[Entry] = []
+            for seq, row in self._entries[kind].items():
                 if max_rows is not None and len(entries) >= max_rows:
                     break
-                entries.append((entry_id, row))
+                entries.append((seq, row))
             return entries
 
-    def ids(self) -> List[str]:
+    def ids(self, kind: str) -> List[int]:
         with self._lock:
-            return list(self._entries)
+            return list(self._entries[kind])
 
-    def count(self) -> int:
+    def count(self, kind: str) -> int:
         with self._lock:
-            return len(self._entries)
+            return len(self._entries[kind])
 
-    def ack(self, ids: Sequence[str]) -> None:
-        """Mark rows done: the server holds them (or refused them for good)."""
+    def ack(self, kind: str, seqs: Sequence[int]) -> None:
+        """Mark records done: the server holds them (or refused them for good)."""
         with self._lock:
-            known = [entry_id for entry_id in ids if entry_id in self._entries]
+            known = [seq for seq in seqs if seq in self._entries[kind]]
             if not known:
                 return
-            for entry_id in known:
-                del self._entries[entry_id]
-            if not self._entries:
-                self._clear()
+            for seq in known:
+                del self._entries[kind][seq]
+            if not any(self._entries.values()):
+                # Nothing left of either kind: the file goes, done records and all.
+                _remove(self.path)
+                self._answered = 0
                 return
             try:
-                self._write(self.done_path, "a", known)
+                # Not fsync'd (as in TypeScript): a done record lost to a machine crash only makes
+                # the next run resend rows the server already holds, which come back as duplicates.
+                self._write("a", [to_json({"done": to_ranges(known)})], durable=False)
             except OSError:
-                return  # the rows are acknowledged anyway; a later run would only resend duplicates
-            self._done_count += len(known)
-            if self._done_count >= self.COMPACT_AFTER and self._done_count > 2 * len(self._entries):
+                return
+            self._answered += len(known)
+            live = sum(len(entries) for entries in self._entries.values())
+            if self._answered >= self.COMPACT_AFTER and self._answered > 2 * live:
                 self.compact()
 
-    def reject(self, rejected: Sequence[Tuple[str, Row, str]]) -> None:
-        """Rows the server refused for good: kept aside in ``<spool>.rejected`` with the reason, then done."""
+    def reject(self, kind: str, rejected: Sequence[Tuple[int, Row, str]]) -> None:
+        """Records the server refused for good: kept aside in ``<spool>.rejected`` with the reason, then done."""
         if not rejected:
             return
         with self._lock:
             try:
-                self._write(self.rejected_path, "a", [to_json({**row, "_reason": reason}) for _, row, reason in rejected])
+                self._write("a", [to_json({**row, "_reason": reason}) for _, row, reason in rejected], path=self.rejected_path, durable=False)
             except OSError:
                 pass  # counted and logged by the caller; the file is a courtesy
-            self.ack([entry_id for entry_id, _, _ in rejected])
+            self.ack(kind, [seq for seq, _, _ in rejected])
 
     def compact(self) -> None:
-        """Rewrite the spool with only the unacknowledged rows, atomically."""
+        """Rewrite the spool with only the unanswered records, atomically."""
         with self._lock:
-            if not self._entries:
-                self._clear()
-                return
-            aside = f"{self.path}.{os.getpid()}.tmp"
             try:
-                self._write(aside, "w", [to_json({**row, "_id": entry_id}) for entry_id, row in self._entries.items()])
-                os.replace(aside, self.path)
-                _fsync_dir(os.path.dirname(self.path))
-                self._remove(self.done_path)
-                self._done_count = 0
+                self._rewrite()
             except OSError:
-                self._remove(aside)
+                pass  # the long file still reads right; the next compaction tries again
 
-    def _clear(self) -> None:
-        # The spool first: a crash in between leaves a done list that matches nothing.
-        self._remove(self.path)
-        self._remove(self.done_path)
-        self._done_count = 0
+    def _rewrite(self) -> None:
+        records = sorted(((seq, kind, row) for kind, entries in self._entries.items() for seq, row in entries.items()), key=lambda record: record[0])
+        self._answered = 0
+        if not records:
+            _remove(self.path)
+            return
+        aside = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            self._write("w", [to_json({"seq": seq, kind: row}) for seq, kind, row in records], path=aside, durable=True)
+            os.replace(aside, self.path)
+        except OSError:
+            _remove(aside)
+            raise
+        _fsync_dir(os.path.dirname(self.path))
 
-    def _write(self, path: str, mode: str, lines: Sequence[str]) -> None:
-        directory = os.path.dirname(path)
-        created = not os.path.exists(path)
+    def _write(self, mode: str, lines: Sequence[str], *, path: Optional[str] = None, durable: bool) -> None:
+        target = path or self.path
+        directory = os.path.dirname(target)
+        created = not os.path.exists(target)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        with open(path, mode, encoding="utf-8") as handle:
+        with open(target, mode, encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
             handle.flush()
-            os.fsync(handle.fileno())  # the point of a write-ahead log is surviving a killed pod
+            if durable:
+                os.fsync(handle.fileno())  # the point of a write-ahead log is surviving a killed pod
         if created and directory:
             _fsync_dir(directory)
 
-    @staticmethod
-    def _remove(path: str) -> None:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass  # a spool that cannot be removed is replayed later as duplicates: harmless
+
+class Spool:
+    """One kind of record (predictions by default) of a job's spool file.
+
+    ``Spool(path)`` is the predictions; ``spool.metrics()`` the metric points of the same file.
+    """
+
+    def __init__(self, path: str, kind: str = "prediction", file: Optional[SpoolFile] = None) -> None:
+        if kind not in SPOOL_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(SPOOL_KINDS)}")
+        self.file = file or SpoolFile(path)
+        self.kind = kind
+
+    def metrics(self) -> "Spool":
+        return Spool(self.file.path, "metric", self.file)
+
+    @property
+    def path(self) -> str:
+        return self.file.path
+
+    @property
+    def rejected_path(self) -> str:
+        return self.file.rejected_path
+
+    @property
+    def torn_bytes(self) -> int:
+        return self.file.torn_bytes
+
+    @property
+    def bad_lines(self) -> int:
+        return self.file.bad_lines
+
+    @property
+    def write_error(self) -> Optional[str]:
+        return self.file.write_error
+
+    def open(self) -> int:
+        """Load the file (once for both kinds); returns this kind's records still to send."""
+        self.file.open()
+        return self.file.count(self.kind)
+
+    def append(self, rows: Sequence[Row]) -> List[int]:
+        return self.file.append(self.kind, rows)
+
+    def pending(self, max_rows: Optional[int] = None) -> List[Entry]:
+        return self.file.pending(self.kind, max_rows)
+
+    def ids(self) -> List[int]:
+        return self.file.ids(self.kind)
+
+    def count(self) -> int:
+        return self.file.count(self.kind)
+
+    def ack(self, ids: Sequence[int]) -> None:
+        self.file.ack(self.kind, ids)
+
+    def reject(self, rejected: Sequence[Tuple[int, Row, str]]) -> None:
+        self.file.reject(self.kind, rejected)
+
+    def compact(self) -> None:
+        self.file.compact()
 
 
 # --- Background writer ---------------------------------------------------------------------------
@@ -748,7 +910,7 @@ class PredictionWriter:
     ) -> None:
         self.client = client
         self.spool = spool
-        self.metrics_spool = metrics_spool or Spool(metrics_spool_path(spool.path))
+        self.metrics_spool = metrics_spool or spool.metrics()
         self.counters = counters
         self.local_mode = local_mode
         self._status = status
@@ -759,7 +921,7 @@ class PredictionWriter:
         self._queue: "queue.Queue[Tuple[str, Optional[threading.Event]]]" = queue.Queue()
         self._logs: List[Dict[str, str]] = []
         self._logs_lock = threading.Lock()
-        self._held: Set[str] = set()  # ids counted as spooled
+        self._held: Set[int] = set()  # seqs counted as spooled
         self._online = True
         self._next_probe = 0.0
         self._next_heartbeat = 0.0
@@ -852,7 +1014,7 @@ class PredictionWriter:
 
     # Accounting -------------------------------------------------------------------------------
 
-    def _hold(self, ids: Iterable[str]) -> None:
+    def _hold(self, ids: Iterable[int]) -> None:
         with self.counters.lock:
             new = [entry_id for entry_id in ids if entry_id not in self._held]
             self._held.update(new)
@@ -1533,7 +1695,7 @@ def sync(spool_path: str, environ: Mapping[str, str], *, batch_size: int = 500, 
         return 2
     assert env.api_url is not None and env.token is not None
     spool = Spool(spool_path)
-    metrics = Spool(metrics_spool_path(spool.path))
+    metrics = spool.metrics()
     found = spool.open()
     metric_count = metrics.open()
     if spool.torn_bytes:

@@ -149,8 +149,10 @@ describe('the Python callback', () => {
     expect(local.stderr).toContain('sync --spool');
     expect(local.stderr).not.toContain(token);
     expect(await storedKeys(jobId)).toEqual([]);
-    const spooled = (await readFile(spool, 'utf8')).trim().split('\n');
-    expect(spooled).toHaveLength(9);
+    // One spool file in the TypeScript trainer's format: the 9 predictions and the 12 loss points.
+    const records = (await readFile(spool, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(records.filter((record) => 'prediction' in record)).toHaveLength(9);
+    expect(records.filter((record) => 'metric' in record)).toHaveLength(12);
 
     const again = path.join(workDir, 'again.jsonl');
     await copyFile(spool, again);

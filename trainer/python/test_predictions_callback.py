@@ -18,7 +18,7 @@ import time
 import types
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -195,23 +195,23 @@ def _storable(text: str) -> str:
     return "".join("\ufffd" if c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
-def read_spool(path: str) -> List[Dict[str, Any]]:
-    """The rows a spool still holds, read from disk as another process would (no repair, no lock)."""
-    done = set()
-    if os.path.exists(path + ".done"):
-        with open(path + ".done", encoding="utf-8") as handle:
-            done = {line.strip() for line in handle}
+def read_spool(path: str, kind: str = "prediction") -> List[Dict[str, Any]]:
+    """The records of one kind a spool still holds, read from disk as another process would (no
+    repair, no lock), by the rules of trainer/pod/spool.ts: seq records minus the done ranges."""
     if not os.path.exists(path):
         return []
-    rows = []
+    records: List[Dict[str, Any]] = []
+    done: List[Tuple[int, int]] = []
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             if not line.endswith("\n"):
                 continue  # being written, or torn
-            row = json.loads(line)
-            if row.pop("_id", None) not in done:
-                rows.append(row)
-    return rows
+            record = json.loads(line)
+            if "done" in record:
+                done.extend((start, end) for start, end in record["done"])
+            else:
+                records.append(record)
+    return [r[kind] for r in records if kind in r and not any(start <= r["seq"] <= end for start, end in done)]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> bool:
@@ -274,10 +274,12 @@ class EpochNumberTest(unittest.TestCase):
         for value, expected in cases.items():
             self.assertEqual(pc.epoch_number(value), expected, value)
 
-    def test_fields_are_clipped_to_the_server_limit_in_utf16_units(self) -> None:
+    def test_fields_are_clipped_to_the_server_limit_in_characters(self) -> None:
+        # The server counts code points (zod's max): 16 000 emoji are stored whole, so never cut them.
         text, clipped = pc.clip_field("😀" * 10, limit=7)
         self.assertTrue(clipped)
-        self.assertEqual(text, "😀" * 3)
+        self.assertEqual(text, "😀" * 7)
+        self.assertEqual(pc.clip_field("😀" * 7, limit=7), ("😀" * 7, False))
         self.assertEqual(pc.clip_field("short"), ("short", False))
 
 
@@ -589,12 +591,12 @@ class WriteAheadTest(Base):
         self.assertIn("left in", self.output.getvalue())
         self.assertFalse(os.path.exists(self.spool_path))
 
-    def test_metric_points_go_through_their_own_spool(self) -> None:
+    def test_metric_points_share_the_spool_file(self) -> None:
         self.server.down = True
         cb = self.callback(sample_frequency="epoch", retry_attempts=1)
         state = run_fake_training(cb, epochs=1, steps_per_epoch=2, end_training=False)
         cb.close()
-        metrics = read_spool(pc.metrics_spool_path(self.spool_path))
+        metrics = read_spool(self.spool_path, "metric")
         self.assertEqual([(m["name"], m["step"]) for m in metrics], [("loss", 1), ("loss", 2)])
         self.server.down = False
         out = io.StringIO()
@@ -603,6 +605,72 @@ class WriteAheadTest(Base):
         self.assertEqual(len(self.server.stored), 2)
         self.assertIn("2 metric point(s) read, stored=2", out.getvalue())
         del state
+
+
+class SpoolFormatTest(Base):
+    """The spool is the TypeScript trainer's format (trainer/pod/spool.ts): either client's sync reads either's."""
+
+    ROWS = [{"epoch": 1, "step": s, "sampleIndex": 0, "trigger": "eval", "prompt": "p", "groundTruth": "g", "prediction": f"x{s}"} for s in (1, 2, 3)]
+
+    def lines(self) -> List[Dict[str, Any]]:
+        with open(self.spool_path, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle]
+
+    def test_one_file_of_seq_records_and_done_ranges(self) -> None:
+        spool = pc.Spool(self.spool_path)
+        seqs = spool.append(self.ROWS)
+        spool.metrics().append([{"step": 1, "epoch": 1.0, "name": "loss", "value": "NaN"}])
+        spool.ack(seqs[:2])
+        self.assertEqual(
+            self.lines(),
+            [{"seq": 0, "prediction": self.ROWS[0]}, {"seq": 1, "prediction": self.ROWS[1]}, {"seq": 2, "prediction": self.ROWS[2]},
+             {"seq": 3, "metric": {"step": 1, "epoch": 1.0, "name": "loss", "value": "NaN"}}, {"done": [[0, 1]]}],
+        )
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["spool.jsonl"])
+
+    def test_reads_a_spool_written_by_the_typescript_trainer(self) -> None:
+        # As trainer/pod/spool.ts leaves it after a kill -9: done ranges, a bare row of its older
+        # format, and a torn last line.
+        with open(self.spool_path, "w", encoding="utf-8") as handle:
+            for seq, row in enumerate(self.ROWS):
+                handle.write(json.dumps({"seq": seq, "prediction": row}) + "\n")
+            handle.write(json.dumps({"seq": 3, "metric": {"step": 3, "epoch": 1, "name": "loss", "value": 0.5}}) + "\n")
+            handle.write(json.dumps({"done": [[0, 0], [2, 2]]}) + "\n")
+            handle.write(json.dumps({**self.ROWS[0], "step": 9}) + "\n")
+            handle.write('{"seq":4,"predic')
+        spool = pc.Spool(self.spool_path)
+        self.assertEqual(spool.open(), 2)
+        self.assertEqual([row["step"] for _, row in spool.pending()], [2, 9])
+        self.assertEqual([row["name"] for _, row in spool.metrics().pending()], ["loss"])
+        self.assertGreater(spool.torn_bytes, 0)
+        # Rewritten tidy: what is left, numbered, the bare row after the highest seq seen.
+        self.assertEqual([(line["seq"], "prediction" in line) for line in self.lines()], [(1, True), (3, False), (4, True)])
+        out = io.StringIO()
+        self.assertEqual(pc.sync(self.spool_path, {"JOB_TOKEN": TOKEN, "API_URL": self.server.url}, out=out), 0, out.getvalue())
+        self.assertEqual(sorted(self.server.stored), [(2, 0), (9, 0)])
+        self.assertEqual(set(self.server.metrics), {("loss", 3)})
+        self.assertFalse(os.path.exists(self.spool_path))
+
+    def test_a_spool_of_the_previous_version_is_migrated_once(self) -> None:
+        metrics_path = self.spool_path[: -len(".jsonl")] + ".metrics.jsonl"
+        with open(self.spool_path, "w", encoding="utf-8") as handle:
+            for s, row in enumerate(self.ROWS):
+                handle.write(json.dumps({**row, "_id": f"abc-{s}"}) + "\n")
+        with open(self.spool_path + ".done", "w", encoding="utf-8") as handle:
+            handle.write("abc-0\n")
+        with open(metrics_path, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": 1, "epoch": 1.0, "name": "loss", "value": 1.0, "_id": "m-1"}) + "\n")
+            handle.write(json.dumps({"step": 2, "epoch": 1.0, "name": "loss", "value": 0.5, "_id": "m-2"}) + "\n")
+        with open(metrics_path + ".done", "w", encoding="utf-8") as handle:
+            handle.write("m-1\n")
+        spool = pc.Spool(self.spool_path)
+        self.assertEqual(spool.open(), 2)
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["spool.jsonl"])
+        self.assertEqual(
+            self.lines(),
+            [{"seq": 0, "prediction": self.ROWS[1]}, {"seq": 1, "prediction": self.ROWS[2]},
+             {"seq": 2, "metric": {"step": 2, "epoch": 1.0, "name": "loss", "value": 0.5}}],
+        )
 
 
 class AnswersTest(Base):
