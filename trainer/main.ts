@@ -304,7 +304,7 @@ async function runTrain(cli: Cli, env: TrainerEnv): Promise<number> {
     // In parallel with the predictions, with the same patience: a point left behind stays in the spool.
     metrics?.close(drainMs),
   ]);
-  const heartbeatOk = await heartbeat.final();
+  const heartbeatOk = await heartbeat.final(Math.min(5_000, drainMs));
 
   const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
   const outcome = failure ? 'failed' : 'completed';

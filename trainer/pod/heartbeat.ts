@@ -42,10 +42,26 @@ export class Heartbeat {
   }
 
   /** Waits for the beat in flight, then sends a fresh one with the latest numbers. */
-  async final(): Promise<boolean> {
+  /**
+   * The last heartbeat, with the final counters; false when it could not be sent within
+   * `timeoutMs` (a server that hangs must not hold the pod's exit for a full request timeout).
+   */
+  async final(timeoutMs = 5_000): Promise<boolean> {
     this.stop();
-    if (this.inFlight) await this.inFlight;
-    return this.beat();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+      timer.unref();
+    });
+    const sent = (async () => {
+      if (this.inFlight) await this.inFlight;
+      return this.beat();
+    })();
+    try {
+      return await Promise.race([sent, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async send(): Promise<boolean> {
