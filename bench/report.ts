@@ -1,5 +1,6 @@
 // Renders the results as Markdown tables (readable in a terminal too) and bench/README.md.
 import type { Results } from './run';
+import { describeSpoolBench } from './spool';
 
 function table(headers: string[], rows: Array<Array<string | number | null>>): string {
   const cells = rows.map((r) => r.map((c) => (c === null ? '–' : String(c))));
@@ -86,6 +87,9 @@ export function renderTable(r: Results): string {
           ],
         ),
     );
+  }
+  if (r.spool) {
+    parts.push(`### Trainer write-ahead spool (cost per trigger fire on the training loop)\n\n${describeSpoolBench(r.spool).map((line) => `- ${line}`).join('\n')}`);
   }
   if (r.targets.length > 0) {
     parts.push('### Targets\n\n' + table(['target', 'measured', 'met'], r.targets.map((t) => [t.target, t.value, t.met === null ? '?' : t.met ? 'yes' : 'NO'])));

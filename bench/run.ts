@@ -7,7 +7,7 @@
 //   BENCH_ONLY=ingest,list,live,spa,pglite,spool   run only these sections
 //   BENCH_KEEP_DB=1     keep the database afterwards (and reuse a seeded one: skips re-seeding)
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -190,6 +190,7 @@ async function main(): Promise<void> {
   console.log(`\n${table}`);
   if (quick || only.size < SECTIONS.split(',').length) {
     log('quick or partial run: bench/results.json and bench/README.md left as they were (written to bench/out/)');
+    await mkdir(path.join(BENCH_DIR, 'out'), { recursive: true });
     await writeFile(path.join(BENCH_DIR, 'out', 'results.partial.json'), `${JSON.stringify(results, null, 2)}\n`);
   } else {
     await writeFile(path.join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
