@@ -1,7 +1,7 @@
 // Queries on training jobs. User-facing functions take the owner and put it in the where
 // clause, so another user's job id finds nothing. Pod-facing functions take the job id from a
 // verified job token. The lookups that skip the owner are named unsafe…, each with one caller.
-import { and, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../client';
 import { datasets, jobEvents, jobLogs, predictionEpochStats, trainingJobs, trainingMetrics, type JobStatus, type PodReport } from '../schema';
 import type { JobConfig } from '../../server/contract/job-config';
