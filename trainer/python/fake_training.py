@@ -4,7 +4,10 @@ It calls the callback events in Trainer's order, with Trainer's arithmetic: ``gl
 incremented before ``on_step_end``, ``state.epoch`` is fractional (``epoch + (step + 1) /
 steps_in_epoch``), step-based evaluation runs right after ``on_step_end`` when
 ``global_step % eval_steps == 0``, epoch evaluation right after ``on_epoch_end``, and a dict of
-eval datasets calls ``on_evaluate`` once per dataset. No model: ``generate_fn`` echoes.
+eval datasets calls ``on_evaluate`` once per dataset. Callbacks get ``model`` and
+``processing_class`` as Trainer passes them (None unless given: ``generate_fn`` echoes), and
+``state.log_history`` an entry per logged step. ``best_step`` plays ``load_best_model_at_end``:
+the checkpoint of that step is "loaded" before ``on_train_end``, as Trainer does.
 
 Used by the unittest suite (``run_fake_training``) and, as a script, by the vitest integration
 test against the real server (env ``JOB_ID``, ``JOB_TOKEN``, ``API_URL``)::
@@ -57,18 +60,27 @@ def run_fake_training(
     logs_at: Callable[[int], Mapping[str, Any]] = lambda step: {"loss": 1.0},
     step_seconds: float = 0.0,
     after_step: Callable[[int], None] = lambda step: None,
+    model: Any = None,
+    processing_class: Any = None,
+    best_step: Optional[int] = None,
+    args: Optional[SimpleNamespace] = None,
 ) -> SimpleNamespace:
     """Drive ``callback`` through a whole run and return the final state."""
-    args = SimpleNamespace(eval_strategy=eval_strategy, eval_steps=eval_steps, num_train_epochs=epochs)
+    args = args or SimpleNamespace(eval_strategy=eval_strategy, eval_steps=eval_steps, num_train_epochs=epochs)
+    args.load_best_model_at_end = best_step is not None
     state = SimpleNamespace(
         epoch=0.0,
         global_step=0,
         max_steps=epochs * steps_per_epoch,
         is_world_process_zero=world_process_zero,
         is_local_process_zero=world_process_zero,
+        log_history=[],
+        best_model_checkpoint=None,
+        best_global_step=None,
+        best_metric=None,
     )
     control = SimpleNamespace(should_training_stop=False, should_evaluate=False)
-    kwargs = {"model": None, "processing_class": None}
+    kwargs = {"model": model, "processing_class": processing_class}
 
     def evaluate() -> None:
         # A dict of eval datasets: one evaluation, hence one on_evaluate, per dataset.
@@ -86,7 +98,9 @@ def run_fake_training(
             state.global_step += 1
             state.epoch = epoch + (step + 1) / steps_per_epoch
             callback.on_step_end(args, state, control, **kwargs)
-            callback.on_log(args, state, control, logs={**logs_at(state.global_step), "epoch": state.epoch}, **kwargs)
+            logs = {**logs_at(state.global_step), "epoch": state.epoch}
+            state.log_history.append({**logs, "step": state.global_step})
+            callback.on_log(args, state, control, logs=logs, **kwargs)
             if eval_strategy == "steps" and eval_steps and state.global_step % eval_steps == 0:
                 evaluate()
             after_step(state.global_step)
@@ -98,6 +112,11 @@ def run_fake_training(
         if control.should_training_stop:
             break
     if end_training:
+        if best_step is not None:
+            # Trainer records the best checkpoint when it saves, and loads it after the loop.
+            state.best_model_checkpoint = f"output/checkpoint-{best_step}"
+            state.best_global_step = best_step
+            state.best_metric = 0.5
         callback.on_train_end(args, state, control, **kwargs)
     return state
 
@@ -123,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--scenario", default=None, help="JSON with the model's outputs and Trainer's logs per step")
     options = parser.parse_args(argv)
     generate = fake_generate
-    logs_at: Callable[[int], Mapping[str, Any]] = lambda step: {"loss": 1.0}
+    logs_at: Callable[[int], Mapping[str, Any]] = lambda step: {"loss": 1.0}  # noqa: E731
     if options.scenario:
         with open(options.scenario, encoding="utf-8") as handle:
             scenario = json.load(handle)

@@ -29,10 +29,13 @@ from __future__ import annotations
 import argparse
 import atexit
 import bisect
+import contextlib
 import email.utils
 import gzip
 import hashlib
 import http.client
+import importlib.util
+import inspect
 import json
 import math
 import numbers
@@ -47,7 +50,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, TextIO, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, TextIO, Tuple, cast
 
 # --- The wire contract ---------------------------------------------------------------------------
 
@@ -194,7 +197,8 @@ def metric_rows(logs: Mapping[str, Any], *, step: int, epoch: float) -> List[Row
     """The numbers of a Trainer ``on_log`` dict as metric points (``epoch`` is the x-axis, not a metric)."""
     rows = []
     for name, value in logs.items():
-        if name == "epoch" or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        # int and float first: a type checker does not see int registered as a numbers.Real.
+        if name == "epoch" or isinstance(value, bool) or not isinstance(value, (int, float, numbers.Real)):
             continue
         number = value if isinstance(value, int) else float(value)
         rows.append({"step": step, "epoch": epoch, "name": str(name), "value": metric_value(number)})
@@ -1221,14 +1225,84 @@ class PredictionWriter:
                 del self._logs[: len(lines)]
 
 
-# --- The callback --------------------------------------------------------------------------------
+# --- Samples: what every fire predicts -----------------------------------------------------------
 
 
-def _completion_of(sample: Mapping[str, Any]) -> str:
+def _is_conversation(value: Any) -> bool:
+    """A list of chat messages (``{"role": ..., "content": ...}``): TRL's format and most chat datasets'."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(message, Mapping) and "role" in message for message in value)
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        return "".join(str(part.get("text", "")) if isinstance(part, Mapping) else str(part) for part in content)
+    return str(content)
+
+
+def _completion_of(sample: Mapping[str, Any], index: int) -> str:
     for key in COMPLETION_KEYS:
         if key in sample and sample[key] is not None:
-            return str(sample[key])
-    raise ValueError(f"a sample needs one of the keys {', '.join(COMPLETION_KEYS)} beside 'prompt'")
+            value = sample[key]
+            if _is_conversation(value):
+                # TRL's conversational prompt-completion rows: the completion is the assistant's message(s).
+                return "\n".join(message_text(message.get("content")) for message in value)
+            return str(value)
+    raise ValueError(f"sample {index} needs one of the keys {', '.join(COMPLETION_KEYS)} beside 'prompt' (or 'messages' ending with the assistant's answer)")
+
+
+class Sample:
+    """One sample as every fire predicts it: prompt text, or a conversation rendered with the chat template."""
+
+    __slots__ = ("conversation", "ground_truth", "text")
+
+    def __init__(self, text: Optional[str], conversation: Optional[List[Dict[str, Any]]], ground_truth: str) -> None:
+        self.text = text  # None until a conversation is rendered
+        self.conversation = conversation
+        self.ground_truth = ground_truth
+
+    @property
+    def add_special_tokens(self) -> bool:
+        # A rendered chat template already holds its special tokens (BOS...); adding them again doubles them.
+        return self.conversation is None
+
+
+def parse_sample(sample: Mapping[str, Any], index: int) -> Sample:
+    """Text rows (``prompt`` + ``completion``/``response``/``output``) or conversational rows: ``messages``
+    ending with the assistant's answer (the ground truth), or TRL's ``prompt``/``completion`` message lists."""
+    if "messages" in sample:
+        messages = sample["messages"]
+        if not _is_conversation(messages):
+            raise ValueError(f"sample {index}: 'messages' must be a non-empty list of {{'role': ..., 'content': ...}} dicts")
+        conversation = [dict(message) for message in messages]
+        if conversation[-1].get("role") == "assistant":
+            if len(conversation) == 1:
+                raise ValueError(f"sample {index}: 'messages' holds only the assistant's answer; there is nothing to prompt with")
+            return Sample(None, conversation[:-1], message_text(conversation[-1].get("content")))
+        return Sample(None, conversation, _completion_of(sample, index))
+    if "prompt" not in sample:
+        raise ValueError(f"sample {index} has neither 'prompt' nor 'messages' (rows need prompt and completion, or messages ending with the answer)")
+    prompt = sample["prompt"]
+    if _is_conversation(prompt):
+        return Sample(None, [dict(message) for message in prompt], _completion_of(sample, index))
+    return Sample(str(prompt), None, _completion_of(sample, index))
+
+
+def render_chat(processing: Any, conversation: Sequence[Mapping[str, Any]]) -> str:
+    """A conversation as the model sees it: the chat template, with the assistant's turn opened."""
+    # A processor renders with its own template; a bare tokenizer with its; a processor without one with its tokenizer's.
+    candidates = (processing, getattr(processing, "tokenizer", None))
+    owner = next((candidate for candidate in candidates if candidate is not None and getattr(candidate, "chat_template", None)), None)
+    if owner is None:
+        raise ValueError(
+            "conversational samples (messages) need a tokenizer with a chat template, and this one has none "
+            "(tokenizer.chat_template is None): set tokenizer.chat_template, or pass the samples as prompt/completion text"
+        )
+    return str(owner.apply_chat_template([dict(message) for message in conversation], tokenize=False, add_generation_prompt=True))
 
 
 def _strategy_name(value: Any) -> str:
@@ -1236,30 +1310,253 @@ def _strategy_name(value: Any) -> str:
     return str(getattr(value, "value", value)).lower()
 
 
-def agree_across_ranks(stop: bool) -> bool:
+# --- Several processes (torch.distributed) -------------------------------------------------------
+#
+# Nothing here imports torch: if a process group is initialised, torch.distributed is loaded.
+
+
+def _process_group() -> Any:
+    """``torch.distributed`` when a group of two or more processes is initialised, else None."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist if dist.get_world_size() > 1 else None
+
+
+def agree_across_ranks(stop: bool, device: Any = None) -> bool:
     """Rank 0's decision to stop, on every rank, so all ranks stop at the same step.
 
     Under torch.distributed only rank 0 talks to the server; a rank that stopped alone would leave
-    the others waiting in the next collective for ever. Without an initialised process group (one
-    process, or torch absent) the local decision stands. torch is never imported here: if the
-    group is initialised, torch.distributed is already loaded.
+    the others waiting in the next collective for ever (gloo aborts with a collective mismatch,
+    NCCL hangs until ``ddp_timeout``). Every rank must call this at the same points. ``device`` is
+    the rank's training device (``args.device``), which the back end can move tensors from.
     """
-    dist = sys.modules.get("torch.distributed")
+    dist = _process_group()
     torch = sys.modules.get("torch")
-    if dist is None or torch is None or not dist.is_available() or not dist.is_initialized():
+    if dist is None or torch is None:
         return stop
-    # NCCL only moves CUDA tensors; gloo (CPU) takes CPU ones.
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    flag = torch.tensor([1 if stop else 0], dtype=torch.int32, device=device)
+    backend = str(dist.get_backend())
+    if "gloo" in backend:
+        where = torch.device("cpu")  # gloo, alone or beside NCCL ("cpu:gloo,cuda:nccl"), takes CPU tensors
+    elif device is not None:
+        where = device
+    elif backend == "nccl":
+        where = torch.device("cuda", torch.cuda.current_device())
+    else:
+        where = torch.device("cpu")
+    flag = torch.tensor([1 if stop else 0], dtype=torch.int32, device=where)
     dist.broadcast(flag, src=0)
     return bool(flag.item())
 
 
-class PredictionsCallback:
-    """A ``transformers.TrainerCallback``-compatible callback that samples predictions.
+def generation_is_collective(model: Any, args: Any) -> bool:
+    """Whether ``model.generate`` needs every rank: parameters sharded by DeepSpeed ZeRO-3 or FSDP.
 
-    Duck-typed on purpose (no ``transformers`` import): ``Trainer`` calls every ``on_*`` event on
-    every callback, and the ones this class does not use are answered by ``__getattr__``.
+    Then transformers generates with ``synced_gpus=True`` (each forward gathers parameters, each
+    decoding step all-reduces a "finished" flag: generation/utils.py), so a rank that generated
+    alone would wait for the others for ever. Plain DDP keeps a whole model on every rank: rank 0
+    generates alone. The answer depends only on the configuration, the same on every rank.
+    """
+    if _process_group() is None:
+        return False
+    # transformers' own test for ZeRO-3; the module is loaded whenever DeepSpeed was configured through it.
+    deepspeed = sys.modules.get("transformers.integrations.deepspeed")
+    zero3 = getattr(deepspeed, "is_deepspeed_zero3_enabled", None)
+    if callable(zero3) and zero3():
+        return True
+    if getattr(args, "fsdp", None):  # 4.x: a non-empty list of options; 5.x: True
+        return True
+    if model is not None and getattr(model, "_is_fsdp_managed_module", False):  # what FSDP2's fully_shard marks (transformers' test too)
+        return True
+    fsdp = getattr(sys.modules.get("torch.distributed.fsdp"), "FullyShardedDataParallel", None)
+    if isinstance(fsdp, type) and isinstance(model, fsdp):
+        return True
+    # `accelerate launch` with an FSDP or DeepSpeed config, without the TrainingArguments saying so.
+    accelerator_state = getattr(sys.modules.get("accelerate.state"), "AcceleratorState", None)
+    shared = getattr(accelerator_state, "_shared_state", None)
+    if shared:
+        if shared.get("fsdp_plugin") is not None:
+            return True
+        plugins = shared.get("deepspeed_plugins")
+        plugin_list = list(plugins.values()) if isinstance(plugins, Mapping) else [plugins]
+        if any(getattr(plugin, "zero_stage", None) == 3 for plugin in plugin_list):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _whole_parameters(model: Any) -> Iterator[None]:
+    """FSDP1 keeps the root module's parameters sharded outside its own forward, and ``generate``
+    is not that forward: gather the root's (not the nested units', which gather in their forward)."""
+    fsdp = getattr(sys.modules.get("torch.distributed.fsdp"), "FullyShardedDataParallel", None)
+    if isinstance(fsdp, type) and isinstance(model, fsdp):
+        with getattr(fsdp, "summon_full_params")(model, writeback=False, recurse=False):  # noqa: B009 - typed as a bare type
+            yield
+    else:
+        yield
+
+
+# --- Generation: greedy, batched, left-padded, truncated to the model's context -------------------
+
+# Greedy by default: a checkpoint whose generation config samples would give other text at every
+# fire for the same weights, and epochs could not be compared. generation_kwargs overrides these.
+DEFAULT_GENERATION_KWARGS: Dict[str, Any] = {"do_sample": False, "num_beams": 1}
+# What the callback builds itself (inputs) or sets with its own argument.
+OWN_GENERATION_KWARGS = ("input_ids", "attention_mask", "inputs", "token_type_ids", "max_new_tokens")
+# Config attributes that hold a model's context length, by family (GPT-2: n_positions, BLOOM: seq_length...).
+CONTEXT_ATTRIBUTES = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length")
+TOKENIZER_UNBOUNDED = 10**9  # tokenizers without a known limit say int(1e30)
+
+
+def model_context_length(config: Any) -> Optional[int]:
+    """The number of positions the model can attend to, when its config says so."""
+    configs = [config]
+    get_text_config = getattr(config, "get_text_config", None)
+    if callable(get_text_config):
+        try:
+            configs.append(get_text_config())  # a vision-language model keeps it on its text part
+        except Exception:  # an odd config only loses the hint
+            pass
+    for candidate in configs:
+        for name in CONTEXT_ATTRIBUTES:
+            value = getattr(candidate, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def prompt_token_limit(config: Any, tokenizer: Any, max_new_tokens: int, *, encoder_decoder: bool) -> Optional[int]:
+    """How many prompt tokens fit: the context (the model's or the tokenizer's, the smaller), minus
+    the new tokens for a decoder-only model, whose answer shares the context with the prompt."""
+    tokenizer_max = getattr(tokenizer, "model_max_length", None)
+    lengths = [length for length in (model_context_length(config), tokenizer_max) if isinstance(length, int) and 0 < length < TOKENIZER_UNBOUNDED]
+    if not lengths:
+        return None
+    window = min(lengths)
+    return window if encoder_decoder else max(1, window - max_new_tokens)
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int, *, left: bool) -> Tuple[List[List[int]], List[List[int]]]:
+    """Token ids and attention mask of a batch padded to its longest row.
+
+    Left for a decoder-only model: generation continues from the last position of every row, so
+    the padding must not sit between the prompt and its answer.
+    """
+    width = max((len(row) for row in rows), default=0)
+    ids: List[List[int]] = []
+    mask: List[List[int]] = []
+    for row in rows:
+        pad = width - len(row)
+        ids.append([pad_id] * pad + list(row) if left else list(row) + [pad_id] * pad)
+        mask.append([0] * pad + [1] * len(row) if left else [1] * len(row) + [0] * pad)
+    return ids, mask
+
+
+def _first_id(value: Any) -> Optional[int]:
+    """A token id from a config or tokenizer field (eos_token_id may be a list)."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _accepts_attention_mask(model: Any) -> bool:
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (AttributeError, TypeError, ValueError):
+        return True  # nearly every text model takes one; generate() says so if not
+    return "attention_mask" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _model_device(model: Any) -> Any:
+    device = getattr(model, "device", None)
+    if device is not None:
+        return device
+    parameters = getattr(model, "parameters", None)
+    if callable(parameters):
+        for parameter in parameters():
+            return parameter.device
+    return "cpu"
+
+
+# --- The best model (load_best_model_at_end) -----------------------------------------------------
+
+
+def best_checkpoint_step(args: Any, state: Any) -> Optional[Tuple[str, int]]:
+    """The best checkpoint Trainer loads at the end of training, and its step; None when it loads none."""
+    checkpoint = getattr(state, "best_model_checkpoint", None)
+    if not getattr(args, "load_best_model_at_end", False) or not checkpoint:
+        return None
+    step = getattr(state, "best_global_step", None)  # transformers 4.50+
+    if not (isinstance(step, int) and not isinstance(step, bool) and step > 0):
+        match = re.search(r"checkpoint-(\d+)$", str(checkpoint).rstrip("/\\"))
+        if match is None:
+            return None
+        step = int(match.group(1))
+    return str(checkpoint), step
+
+
+def epoch_at_step(state: Any, step: int) -> int:
+    """The 1-based epoch of a past step: from Trainer's log (every evaluation's entry has both), else in proportion."""
+    for entry in reversed(getattr(state, "log_history", None) or []):
+        if isinstance(entry, Mapping) and entry.get("step") == step and isinstance(entry.get("epoch"), (int, float)):
+            return epoch_number(float(entry["epoch"]))
+    global_step = getattr(state, "global_step", 0) or 0
+    epoch = getattr(state, "epoch", None)
+    if global_step > 0 and epoch:
+        return epoch_number(float(epoch) * step / global_step)
+    return 1
+
+
+# --- The callback --------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    # Type checkers see the subclass every instance is when transformers is installed, so
+    # trainer.add_callback(cb) type-checks; at run time the base is chosen in __new__.
+    from transformers import TrainerCallback as _CallbackBase  # type: ignore[import-not-found, unused-ignore]
+else:
+    _CallbackBase = object
+
+_TRAINER_CALLBACK_CLASSES: Dict[type, type] = {}
+
+
+def _trainer_callback_class(cls: type) -> type:
+    """``cls`` with ``transformers.TrainerCallback`` as a base when transformers is installed, else ``cls``.
+
+    Chosen when the first callback is made, not when this module is imported: importing
+    transformers takes seconds (torch with it), which ``sync`` and a stdlib-only install never pay.
+    """
+    if cls not in _TRAINER_CALLBACK_CLASSES:
+        base: Optional[type] = None
+        if "transformers" in sys.modules or importlib.util.find_spec("transformers") is not None:
+            try:
+                from transformers import TrainerCallback
+
+                base = TrainerCallback
+            except Exception:  # a broken install: the duck-typed callback still works
+                base = None
+        if base is None or issubclass(cls, base):
+            _TRAINER_CALLBACK_CLASSES[cls] = cls
+        else:
+            subclass = type(cls.__name__, (cls, base), {"__module__": cls.__module__, "__doc__": cls.__doc__, "__qualname__": cls.__qualname__})
+            _TRAINER_CALLBACK_CLASSES[cls] = subclass
+            _TRAINER_CALLBACK_CLASSES[subclass] = subclass
+    return _TRAINER_CALLBACK_CLASSES[cls]
+
+
+class PredictionsCallback(_CallbackBase):  # type: ignore[misc, unused-ignore]  # Any where transformers is absent
+    """A ``transformers.TrainerCallback`` that samples predictions while the model trains.
+
+    A ``TrainerCallback`` subclass when transformers is installed (the base is chosen when the
+    first instance is made, so importing this module never imports transformers); duck-typed
+    without it: ``Trainer`` calls every ``on_*`` event on every callback, and the ones this class
+    does not use are answered by ``__getattr__``.
+
+    Generation (``model.generate``, unless ``generate_fn`` replaces it) is greedy unless
+    ``generation_kwargs`` says otherwise, batched ``batch_size`` prompts at a time with left
+    padding for decoder-only models, and each prompt keeps its last tokens that fit the model's
+    context with room for ``max_new_tokens``. Only the main process writes rows; under plain DDP
+    only it generates, and when parameters are sharded (DeepSpeed ZeRO-3, FSDP), where
+    ``generate`` is a collective, every rank generates the same prompts.
 
     Training's end is not the callback's end: ``trainer.evaluate()`` after ``trainer.train()``, or
     a second ``train()``, makes rows after ``on_train_end``; they are sent like any other (the
@@ -1267,12 +1564,23 @@ class PredictionsCallback:
     at interpreter exit or on SIGTERM.
 
     Args:
-        samples: rows with ``prompt`` and ``completion`` (or ``response`` / ``output``).
+        samples: rows with ``prompt`` and ``completion`` (or ``response`` / ``output``), or
+            conversational rows: ``messages`` (``[{"role", "content"}, ...]``) ending with the
+            assistant's answer, which is the ground truth, or TRL's ``prompt``/``completion``
+            message lists. Conversations are rendered with the tokenizer's chat template
+            (``add_generation_prompt=True``); the rendered text is the row's prompt.
         tokenizer: used by the default generation (falls back to the ``processing_class`` or
             ``tokenizer`` that Trainer passes to callbacks).
         sample_frequency: ``"eval"`` (after each evaluation), ``"epoch"`` or ``"steps"``.
         step_interval: optimizer steps between samples; required for ``"steps"``.
         sample_count: how many samples, chosen once with ``seed``.
+        max_new_tokens: the most tokens generated per prediction.
+        generation_kwargs: passed to ``model.generate`` over the defaults ``do_sample=False,
+            num_beams=1`` (e.g. ``{"do_sample": True, "temperature": 0.7}``, ``{"repetition_penalty": 1.2}``).
+        batch_size: prompts per ``generate`` call.
+        max_prompt_tokens: prompt tokens kept (the last ones); by default the model's context
+            (``max_position_embeddings``, ``n_positions``..., or ``tokenizer.model_max_length``)
+            minus ``max_new_tokens``. The stored prompt is always the whole text.
         generate_fn: ``(prompts) -> completions``, replacing ``model.generate``.
         spool_path: the write-ahead spool (JSONL); one per job by default, in the working directory.
         environ: the environment to read ``JOB_ID`` / ``JOB_TOKEN`` / ``API_URL`` from.
@@ -1281,6 +1589,9 @@ class PredictionsCallback:
         exit_timeout: seconds the final flush may take at exit; what is not stored by then stays
             in the spool for the next run or ``sync``.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "PredictionsCallback":
+        return cast("PredictionsCallback", object.__new__(_trainer_callback_class(cls)))
 
     def __init__(
         self,
@@ -1291,6 +1602,9 @@ class PredictionsCallback:
         step_interval: Optional[int] = None,
         sample_count: int = 5,
         max_new_tokens: int = 64,
+        generation_kwargs: Optional[Mapping[str, Any]] = None,
+        batch_size: int = 8,
+        max_prompt_tokens: Optional[int] = None,
         seed: int = 42,
         generate_fn: Optional[Callable[[List[str]], List[str]]] = None,
         spool_path: Optional[str] = None,
@@ -1313,10 +1627,22 @@ class PredictionsCallback:
             raise ValueError("sample_count must be at least 1")
         if len(samples) == 0:
             raise ValueError("samples is empty: pass the rows to predict on (dicts with prompt and completion)")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if max_prompt_tokens is not None and max_prompt_tokens < 1:
+            raise ValueError("max_prompt_tokens must be at least 1 (or None: the model's context minus max_new_tokens)")
+        own = sorted(set(generation_kwargs or {}) & set(OWN_GENERATION_KWARGS))
+        if own:
+            raise ValueError(f"generation_kwargs may not set {', '.join(own)}: the callback builds the inputs, and max_new_tokens is its own argument")
+        if int((generation_kwargs or {}).get("num_return_sequences", 1) or 1) != 1:
+            raise ValueError("generation_kwargs: num_return_sequences must be 1 (one prediction per sample and step)")
 
         self.sample_frequency = sample_frequency
         self.step_interval = step_interval
         self.max_new_tokens = max_new_tokens
+        self.generation_kwargs: Dict[str, Any] = {**DEFAULT_GENERATION_KWARGS, **(generation_kwargs or {})}
+        self.batch_size = batch_size
+        self.max_prompt_tokens = max_prompt_tokens
         self.tokenizer = tokenizer
         self.generate_fn = generate_fn
         self.finish_job = finish_job
@@ -1326,7 +1652,11 @@ class PredictionsCallback:
 
         # Chosen once, so every fire predicts the same rows and epochs line up for comparison.
         chosen = random.Random(seed).sample(range(len(samples)), k=min(sample_count, len(samples)))
-        self.samples = [{"prompt": str(samples[i]["prompt"]), "groundTruth": _completion_of(samples[i])} for i in chosen]
+        self._samples = [parse_sample(samples[i], i) for i in chosen]
+        # What the rows carry: the prompt as the model gets it (a conversation once rendered) and the answer.
+        self.samples: List[Dict[str, str]] = [{"prompt": sample.text or "", "groundTruth": sample.ground_truth} for sample in self._samples]
+        if tokenizer is not None:
+            self._render_conversations(tokenizer)  # a tokenizer without a chat template is refused here, at once
 
         env = PodEnv(os.environ if environ is None else environ)
         self.missing = env.missing
@@ -1363,6 +1693,8 @@ class PredictionsCallback:
         self._summarised: Optional[Dict[str, int]] = None
         self._previous_sigterm: Any = None
         self._warned_clipped = False
+        self._warned_truncated = False
+        self._stopped_by_server = False  # the server ended the job and every rank stopped
 
         if self._is_main_rank():
             for problem in env.problems:
@@ -1385,12 +1717,18 @@ class PredictionsCallback:
         raise AttributeError(name)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Every rank keeps the fired steps: when generation is a collective, every rank must make
+        # the same decisions. A second train() counts its steps from 0 again: its fires are new
+        # rows (replacing the first run's at the same step), not repeats to skip.
+        self._fired_steps.clear()
+        self._stopped_by_server = False
+        if any(sample.text is None for sample in self._samples):
+            # Conversations are rendered now, on every rank alike: a missing chat template stops
+            # the run at its start, not at its first evaluation hours later.
+            self._render_conversations(self._processing_class(kwargs))
         if not self._is_world_zero(state):
             return
         self._track(state)
-        # A second train() counts its steps from 0 again: its fires are new rows (replacing the
-        # first run's at the same step), not repeats to skip.
-        self._fired_steps.clear()
         self._train_ended = False
         self.writer.finishing = False
         self._start()
@@ -1399,21 +1737,23 @@ class PredictionsCallback:
             if strategy == "no":
                 self._log(
                     "error",
-                    'sample_frequency="eval" but eval_strategy is "no": on_evaluate never fires and no predictions '
-                    'will be sampled. Set eval_strategy="epoch" or "steps" (with an eval_dataset), or use sample_frequency="epoch".',
+                    'sample_frequency="eval" but eval_strategy is "no": no evaluation runs during training, so no predictions '
+                    'are sampled until you call trainer.evaluate() yourself. Set eval_strategy="epoch" or "steps" (with an '
+                    'eval_dataset), or use sample_frequency="epoch".',
                 )
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         world_zero = self._is_world_zero(state)
         # Every rank asks, every step: the collective must be entered by all ranks or none.
-        if agree_across_ranks(world_zero and self.writer.cancelled) and control is not None:
-            control.should_training_stop = True
-        if not world_zero:
-            return
-        self._track(state)
+        if agree_across_ranks(world_zero and self.writer.cancelled, getattr(args, "device", None)):
+            self._stopped_by_server = True
+            if control is not None:
+                control.should_training_stop = True
+        if world_zero:
+            self._track(state)
         step = int(getattr(state, "global_step", 0) or 0)
-        if self.sample_frequency == "steps" and step > 0 and step % self.step_interval == 0:
-            self._fire("steps", state, kwargs)
+        if self.sample_frequency == "steps" and self.step_interval and step > 0 and step % self.step_interval == 0:
+            self._fire("steps", args, state, kwargs)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> None:
         # Trainer logs train and eval numbers here (loss, eval_loss, eval_precision@5...); a NaN
@@ -1426,19 +1766,19 @@ class PredictionsCallback:
         self.writer.metrics(metric_rows(logs, step=step, epoch=float(getattr(state, "epoch", None) or 0.0)))
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.sample_frequency == "eval" and self._is_world_zero(state):
-            self._track(state)
-            self._fire("eval", state, kwargs)
-            if self._train_ended:
-                # trainer.evaluate() after train(): nothing else is coming to flush these rows soon.
-                self._end_of_training()
+        if self.sample_frequency != "eval":
+            return
+        self._fire("eval", args, state, kwargs)
+        if self._train_ended and self._is_world_zero(state):
+            # trainer.evaluate() after train(): nothing else is coming to flush these rows soon.
+            self._end_of_training()
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.sample_frequency == "epoch" and self._is_world_zero(state):
-            self._track(state)
-            self._fire("epoch", state, kwargs)
+        if self.sample_frequency == "epoch":
+            self._fire("epoch", args, state, kwargs)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._fire_best_model(args, state, kwargs)
         if not self._is_world_zero(state):
             return
         self._track(state)
@@ -1447,22 +1787,43 @@ class PredictionsCallback:
 
     # Firing -------------------------------------------------------------------------------------
 
-    def _fire(self, trigger: str, state: Any, kwargs: Mapping[str, Any]) -> None:
-        step = int(getattr(state, "global_step", 0) or 0)
-        # A dict of eval datasets calls on_evaluate once per dataset at the same step; the rows
-        # are keyed by (step, sampleIndex), so one batch per step is all there can be.
-        if step in self._fired_steps:
+    def _fire(
+        self,
+        trigger: str,
+        args: Any,
+        state: Any,
+        kwargs: Mapping[str, Any],
+        *,
+        at: Optional[Tuple[int, int]] = None,
+    ) -> None:
+        """Generate the samples and queue their rows at this step, or at ``at`` = (epoch, step)."""
+        if at is None:
+            step = int(getattr(state, "global_step", 0) or 0)
+            # A dict of eval datasets calls on_evaluate once per dataset at the same step; the rows
+            # are keyed by (step, sampleIndex), so one batch per step is all there can be.
+            if step in self._fired_steps:
+                return
+            self._fired_steps.add(step)
+            epoch = epoch_number(getattr(state, "epoch", None))
+        else:
+            epoch, step = at
+        world_zero = self._is_world_zero(state)
+        # Plain DDP: rank 0 alone, with its whole copy of the model. ZeRO-3 / FSDP: generate() is
+        # a collective, so every rank generates the same prompts; only the main process writes.
+        if not world_zero and not generation_is_collective(kwargs.get("model"), args):
             return
-        self._fired_steps.add(step)
-        self._start()
-        with self.counters.lock:
-            self.counters.trigger_fires += 1
-        epoch = epoch_number(getattr(state, "epoch", None))
-        prompts = [sample["prompt"] for sample in self.samples]
+        if world_zero:
+            self._start()
+            self._track(state)
+            with self.counters.lock:
+                self.counters.trigger_fires += 1
         try:
-            completions = self._generate(prompts, kwargs)
-        except Exception as error:
-            self._log("error", f"generation failed at step {step} ({trigger}): {type(error).__name__}: {error}")
+            completions = self._generate(kwargs)
+        except Exception as error:  # a failed fire is logged; training goes on
+            if world_zero:
+                self._log("error", f"generation failed at step {step} ({trigger}): {type(error).__name__}: {error}")
+            return
+        if not world_zero:
             return
         rows = []
         for index, (sample, completion) in enumerate(zip(self.samples, completions)):
@@ -1478,37 +1839,129 @@ class PredictionsCallback:
         if self._closed:
             self._print("warn", f"{len(rows)} prediction(s) made after the callback was closed are in {self.spool.path}; upload them with sync")
 
-    def _generate(self, prompts: List[str], kwargs: Mapping[str, Any]) -> List[str]:
+    def _fire_best_model(self, args: Any, state: Any, kwargs: Mapping[str, Any]) -> None:
+        """With ``load_best_model_at_end`` the model Trainer keeps is the best checkpoint's, loaded
+        just before ``on_train_end``: its predictions are recorded at that checkpoint's step.
+
+        Same key, same trigger: the wire has no field to mark them (the job log says which rows
+        they are). Greedy decoding of the weights that step saved gives that step's text again,
+        so where the trigger already fired there the server answers "duplicate"; where it did not
+        (a checkpoint between epoch ends, say) these are the step's only rows.
+        """
+        found = best_checkpoint_step(args, state)
+        if found is None or self._stopped_by_server:
+            return
+        checkpoint, step = found
+        epoch = epoch_at_step(state, step)
+        if self._is_world_zero(state):
+            metric = getattr(args, "metric_for_best_model", None) or "loss"
+            score = getattr(state, "best_metric", None)
+            self._log(
+                "info",
+                f"load_best_model_at_end: the best checkpoint ({os.path.basename(checkpoint.rstrip('/'))}, {metric}={score}) was loaded; "
+                f"its predictions are recorded at its step {step} (epoch {epoch}), replacing that step's rows if they differ",
+            )
+        self._fire(self.sample_frequency, args, state, kwargs, at=(epoch, step))
+
+    def _processing_class(self, kwargs: Mapping[str, Any]) -> Any:
+        # The one given to the callback, else Trainer's (`tokenizer` before transformers 4.46).
+        for candidate in (self.tokenizer, kwargs.get("processing_class"), kwargs.get("tokenizer")):
+            if candidate is not None:
+                return candidate
+        return None
+
+    def _render_conversations(self, processing: Any) -> None:
+        """Turn the conversational samples into prompt text with the chat template (once)."""
+        pending = [index for index, sample in enumerate(self._samples) if sample.text is None and sample.conversation is not None]
+        if not pending:
+            return
+        if processing is None:
+            raise ValueError("conversational samples (messages) need a tokenizer to render them with its chat template: pass tokenizer=...")
+        for index in pending:
+            sample = self._samples[index]
+            assert sample.conversation is not None
+            sample.text = render_chat(processing, sample.conversation)
+            self.samples[index]["prompt"] = sample.text
+
+    def _generate(self, kwargs: Mapping[str, Any]) -> List[str]:
+        self._render_conversations(self._processing_class(kwargs))
+        prompts = [sample["prompt"] for sample in self.samples]
         if self.generate_fn is not None:
             completions = list(self.generate_fn(prompts))
         else:
-            completions = self._generate_with_model(prompts, kwargs)
+            completions = self._generate_with_model(kwargs)
         if len(completions) != len(prompts):
             raise ValueError(f"generation returned {len(completions)} completion(s) for {len(prompts)} prompt(s)")
         return completions
 
-    def _generate_with_model(self, prompts: List[str], kwargs: Mapping[str, Any]) -> List[str]:
-        """Real sampling with ``model.generate``; only the newly generated tokens are decoded."""
+    def _generate_with_model(self, kwargs: Mapping[str, Any]) -> List[str]:
+        """``model.generate`` on the samples, ``batch_size`` at a time; the text of the answers only."""
         import torch  # lazy: the module must import without torch installed
 
         model = kwargs.get("model")
-        tokenizer = self.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
-        if model is None or tokenizer is None:
+        processing = self._processing_class(kwargs)
+        if model is None or processing is None:
             raise ValueError("no model/tokenizer to generate with: pass tokenizer=... or generate_fn=...")
-        was_training = model.training
+        # A multimodal processor wraps the text tokenizer these prompts need.
+        inner = getattr(processing, "tokenizer", None)
+        tokenizer = processing if inner is None else inner
+        main_input = getattr(model, "main_input_name", "input_ids")
+        if isinstance(main_input, str) and main_input != "input_ids":
+            raise ValueError(f"this model generates from {main_input!r}, not from text prompts: pass generate_fn=...")
+        config = getattr(model, "config", None)
+        encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+        limit = self.max_prompt_tokens or prompt_token_limit(config, tokenizer, self.max_new_tokens, encoder_decoder=encoder_decoder)
+        # Decoder-only: the end of the prompt is where the answer starts, so the start goes. An
+        # encoder reads the whole prompt: it is cut where the tokenizer would cut it.
+        keep_end = not encoder_decoder or getattr(tokenizer, "truncation_side", "right") == "left"
+        bos_id = _first_id(getattr(tokenizer, "bos_token_id", None))
+        encoded: List[List[int]] = []
+        for sample in self._samples:
+            ids = [int(token) for token in tokenizer(sample.text or "", add_special_tokens=sample.add_special_tokens)["input_ids"]]
+            if not ids and bos_id is not None:
+                ids = [bos_id]  # generate() needs a position to continue from
+            if limit is not None and len(ids) > limit:
+                if not self._warned_truncated:
+                    self._warned_truncated = True
+                    self._log(
+                        "warn",
+                        f"a prompt of {len(ids)} tokens was cut to its {'last' if keep_end else 'first'} {limit} to fit the model's "
+                        f"context with max_new_tokens={self.max_new_tokens} (max_prompt_tokens= sets the limit); the rows keep the whole prompt",
+                    )
+                ids = ids[-limit:] if keep_end else ids[:limit]
+            encoded.append(ids)
+        pad_id = _first_id(getattr(tokenizer, "pad_token_id", None))
+        if pad_id is None:
+            pad_id = _first_id(getattr(tokenizer, "eos_token_id", None))
+        options: Dict[str, Any] = {**self.generation_kwargs, "max_new_tokens": self.max_new_tokens}
+        if pad_id is not None:
+            options.setdefault("pad_token_id", pad_id)
+        start_id = _first_id(getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None))
+        if start_id is None:
+            start_id = _first_id(getattr(config, "decoder_start_token_id", None))
+        with_mask = _accepts_attention_mask(model)
+        device = _model_device(model)
+        was_training = bool(getattr(model, "training", False))
         model.eval()
-        completions = []
+        completions: List[str] = []
         try:
-            with torch.no_grad():
-                # One prompt at a time: no padding side to get wrong, and a handful of samples.
-                for prompt in prompts:
-                    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
-                    pad_id = getattr(tokenizer, "pad_token_id", None)
-                    if pad_id is None:
-                        pad_id = getattr(tokenizer, "eos_token_id", None)
-                    output = model.generate(**inputs, max_new_tokens=self.max_new_tokens, pad_token_id=pad_id)
-                    new_tokens = output[0][inputs["input_ids"].shape[-1]:]
-                    completions.append(tokenizer.decode(new_tokens, skip_special_tokens=True))
+            with torch.no_grad(), _whole_parameters(model):
+                for first in range(0, len(encoded), self.batch_size):
+                    batch_ids, batch_mask = pad_batch(encoded[first : first + self.batch_size], pad_id or 0, left=not encoder_decoder)
+                    # Only what generate() takes from any text model: a tokenizer's token_type_ids
+                    # (BERT-style, or 4.x fast tokenizers) are refused by models without them.
+                    inputs: Dict[str, Any] = {"input_ids": torch.tensor(batch_ids, dtype=torch.long, device=device)}
+                    if with_mask:
+                        inputs["attention_mask"] = torch.tensor(batch_mask, dtype=torch.long, device=device)
+                    output = model.generate(**inputs, **options)
+                    for row in getattr(output, "sequences", output).tolist():
+                        if encoder_decoder:
+                            # generate() returns the decoder's sequence alone: its start token, then the
+                            # answer. The prompt is not in it, so nothing else is cut.
+                            answer = row[1:] if row and start_id is not None and row[0] == start_id else row
+                        else:
+                            answer = row[len(batch_ids[0]) :]  # every row of the batch is padded to the same width
+                        completions.append(str(tokenizer.decode(answer, skip_special_tokens=True)))
         finally:
             if was_training:
                 model.train()
@@ -1745,6 +2198,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sync_parser = commands.add_parser("sync", help="upload a spool file (env JOB_TOKEN and API_URL)")
     sync_parser.add_argument("--spool", required=True, help="the JSONL spool written by the callback")
     sync_parser.add_argument("--batch-size", type=int, default=500)
+    options = parser.parse_args(argv)
+    return sync(options.spool, os.environ, batch_size=options.batch_size)
+
+
+def sync_main(argv: Optional[Sequence[str]] = None) -> int:
+    """The ``predictions-sync`` console command: ``predictions-sync --spool FILE`` uploads a spool
+    a pod kept, with JOB_TOKEN and API_URL from the environment; exit 0 when every row is stored."""
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(sys.argv[0]) or "predictions-sync",
+        description="Upload a spool of training predictions a pod kept (env JOB_TOKEN and API_URL).",
+    )
+    parser.add_argument("--spool", required=True, help="the JSONL spool written by the callback or the trainer")
+    parser.add_argument("--batch-size", type=int, default=500)
     options = parser.parse_args(argv)
     return sync(options.spool, os.environ, batch_size=options.batch_size)
 

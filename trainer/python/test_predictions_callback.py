@@ -106,7 +106,8 @@ class FakePodServer:
         try:
             payload = json.loads(body, parse_constant=_refuse_constant) if body else None
         except ValueError as error:
-            return self._answer(handler, 400, {"error": {"message": f"invalid JSON: {error}", "code": -32700, "data": {"code": "PARSE_ERROR", "httpStatus": 400}}})
+            data = {"code": "PARSE_ERROR", "httpStatus": 400}
+            return self._answer(handler, 400, {"error": {"message": f"invalid JSON: {error}", "code": -32700, "data": data}})
         with self.lock:
             self.requests.append({"procedure": procedure, "headers": dict(handler.headers), "raw": raw, "payload": payload})
             scripted = self.script.get(procedure)
@@ -126,7 +127,8 @@ class FakePodServer:
             return self._answer(handler, 401, {"error": {"message": "bad token", "code": -32001, "data": {"code": "UNAUTHORIZED", "httpStatus": 401}}})
         batch = (payload or {}).get("predictions") or (payload or {}).get("metrics") or []
         if self.max_rows is not None and len(batch) > self.max_rows:
-            return self._answer(handler, 413, {"error": {"message": "request entity too large", "code": -32600, "data": {"code": "PAYLOAD_TOO_LARGE", "httpStatus": 413}}})
+            data = {"code": "PAYLOAD_TOO_LARGE", "httpStatus": 413}
+            return self._answer(handler, 413, {"error": {"message": "request entity too large", "code": -32600, "data": data}})
         if self.cancelled:
             # As the real server answers once the job is cancelled: the token is refused, with the reason.
             envelope = {"message": "The job has ended (cancelled); its token no longer accepts writes", "code": -32001}
@@ -186,6 +188,13 @@ class FakePodServer:
 _MISSING = object()
 
 
+def _restore_module(name: str, previous: Any) -> None:
+    if previous is _MISSING:
+        sys.modules.pop(name, None)
+    else:
+        sys.modules[name] = previous
+
+
 def _refuse_constant(token: str) -> Any:
     raise ValueError(f"{token} is not JSON")
 
@@ -232,13 +241,24 @@ class Base(unittest.TestCase):
         self.spool_path = os.path.join(self.tmp.name, "spool.jsonl")
         self.output = io.StringIO()
         self.generated_calls: List[List[str]] = []
+        self.events: List[str] = []
+        # The class (a TrainerCallback where transformers is installed) is chosen now, before any
+        # test puts a stand-in torch where transformers would import the real one.
+        pc.PredictionsCallback.__new__(pc.PredictionsCallback)
+
+    def use_modules(self, modules: Dict[str, Any]) -> None:
+        """Put stand-ins in sys.modules for this test only, restoring exactly what was there."""
+        for name, module in modules.items():
+            previous = sys.modules.get(name, _MISSING)
+            sys.modules[name] = module
+            self.addCleanup(_restore_module, name, previous)
 
     def environ(self, **overrides: Optional[str]) -> Dict[str, str]:
         env = {"JOB_ID": "job-1", "JOB_TOKEN": TOKEN, "API_URL": self.server.url}
         env.update(overrides)
         return {k: v for k, v in env.items() if v is not None}
 
-    def callback(self, environ: Optional[Dict[str, str]] = None, **options: Any) -> pc.PredictionsCallback:
+    def callback(self, environ: Optional[Dict[str, str]] = None, samples: Optional[List[Dict[str, Any]]] = None, **options: Any) -> pc.PredictionsCallback:
         def generate(prompts: List[str]) -> List[str]:
             self.generated_calls.append(prompts)
             return fake_generate(prompts)
@@ -257,7 +277,7 @@ class Base(unittest.TestCase):
             stream=self.output,
         )
         settings.update(options)
-        callback = pc.PredictionsCallback(make_samples(10), **settings)
+        callback = pc.PredictionsCallback(make_samples(10) if samples is None else samples, **settings)
         self.addCleanup(callback.close)
         return callback
 
@@ -338,7 +358,8 @@ class TriggerTest(Base):
         self.assertEqual([s["prompt"] for s in again.samples], self.generated_calls[0])
 
     def test_samples_accept_response_and_output_keys(self) -> None:
-        cb = pc.PredictionsCallback([{"prompt": "a", "response": "r"}, {"prompt": "b", "output": "o"}], sample_count=2, environ={}, spool_path=self.spool_path, stream=io.StringIO())
+        samples = [{"prompt": "a", "response": "r"}, {"prompt": "b", "output": "o"}]
+        cb = pc.PredictionsCallback(samples, sample_count=2, environ={}, spool_path=self.spool_path, stream=io.StringIO())
         self.assertEqual(sorted(s["groundTruth"] for s in cb.samples), ["o", "r"])
 
     def test_other_processes_write_nothing(self) -> None:
@@ -795,40 +816,6 @@ print("training returned", flush=True)
         # Bounded by exit_timeout (1 s at train end, 1 s at exit), not by 60 s socket timeouts.
         self.assertLess(elapsed, 50, done.stderr)
 
-    def test_distributed_ranks_stop_at_the_same_step(self) -> None:
-        broadcasts: List[int] = []
-
-        class Flag:
-            def __init__(self, value: int) -> None:
-                self.value = value
-
-            def item(self) -> int:
-                return self.value
-
-        fake_dist = types.ModuleType("torch.distributed")
-        fake_dist.is_available = lambda: True  # type: ignore[attr-defined]
-        fake_dist.is_initialized = lambda: True  # type: ignore[attr-defined]
-        fake_dist.get_backend = lambda: "gloo"  # type: ignore[attr-defined]
-
-        def broadcast(flag: Flag, src: int) -> None:
-            broadcasts.append(flag.value)
-            flag.value = 1  # rank 0 decided to stop
-
-        fake_dist.broadcast = broadcast  # type: ignore[attr-defined]
-        fake_torch = types.ModuleType("torch")
-        fake_torch.tensor = lambda values, dtype=None, device=None: Flag(values[0])  # type: ignore[attr-defined]
-        fake_torch.device = lambda *args: args  # type: ignore[attr-defined]
-        fake_torch.int32 = "int32"  # type: ignore[attr-defined]
-        sys.modules["torch"], sys.modules["torch.distributed"] = fake_torch, fake_dist
-        self.addCleanup(sys.modules.pop, "torch", None)
-        self.addCleanup(sys.modules.pop, "torch.distributed", None)
-        cb = self.callback(sample_frequency="epoch")
-        state = types.SimpleNamespace(epoch=0.1, global_step=1, max_steps=10, is_world_process_zero=False)
-        control = types.SimpleNamespace(should_training_stop=False)
-        cb.on_step_end(None, state, control)  # a rank that never talks to the server
-        self.assertTrue(control.should_training_stop)
-        self.assertEqual(broadcasts, [0])  # it offered "go on"; rank 0's "stop" won
-
 
 class ConfigurationTest(Base):
     """Issue 13 (3): values trimmed, unusable values named (never shown), no credential printed."""
@@ -947,66 +934,455 @@ class SyncTest(Base):
         self.assertEqual(len(self.spool_rows()), 6)
 
 
-class DefaultGenerationTest(Base):
-    """model.generate with a stand-in torch: eval mode, no_grad, only new tokens decoded."""
+# --- A stand-in for torch and a text model (the unit suite needs neither installed) -------------
 
-    def test_generates_in_eval_mode_and_restores_training_mode(self) -> None:
-        events: List[str] = []
 
-        @contextlib.contextmanager
-        def no_grad():
+class FakeTensor:
+    """What the callback asks of a tensor: the rows back as lists."""
+
+    def __init__(self, rows: Any, dtype: Any = None, device: Any = None) -> None:
+        self.rows = [list(row) for row in rows] if isinstance(rows, list) and rows and isinstance(rows[0], list) else rows
+        self.dtype = dtype
+        self.device = device
+        self.value = rows[0] if isinstance(rows, list) and rows and not isinstance(rows[0], list) else None
+
+    def tolist(self) -> Any:
+        return [list(row) for row in self.rows]
+
+    def item(self) -> Any:
+        return self.value
+
+
+def fake_torch_module(events: Optional[List[str]] = None) -> types.ModuleType:
+    @contextlib.contextmanager
+    def no_grad() -> Any:
+        if events is not None:
             events.append("no_grad on")
-            yield
+        yield
+        if events is not None:
             events.append("no_grad off")
 
-        fake_torch = types.ModuleType("torch")
-        fake_torch.no_grad = no_grad  # type: ignore[attr-defined]
+    torch = types.ModuleType("torch")
+    torch.no_grad = no_grad  # type: ignore[attr-defined]
+    torch.tensor = FakeTensor  # type: ignore[attr-defined]
+    torch.long = "long"  # type: ignore[attr-defined]
+    torch.int32 = "int32"  # type: ignore[attr-defined]
+    torch.device = lambda *parts: ":".join(str(part) for part in parts)  # type: ignore[attr-defined]
+    return torch
 
-        class Ids(list):
-            @property
-            def shape(self):
-                return (1, len(self[0]))
 
-        class Encoded(dict):
-            def to(self, device):
-                events.append(f"to {device}")
-                return self
+PAD_ID, EOS_ID, BOS_ID, START_ID = 0, 1, 2, 3
+SPECIAL_IDS = {PAD_ID, EOS_ID, BOS_ID, START_ID}
 
-        class Tokenizer:
-            pad_token_id = None
-            eos_token_id = 0
 
-            def __call__(self, text, return_tensors):
-                return Encoded(input_ids=Ids([[ord(c) for c in text]]))
+class CharTokenizer:
+    """One token per character (id = code point), plus pad/eos/bos/start ids below 32; like a 4.x
+    fast tokenizer it returns token_type_ids nobody asked for."""
 
-            def decode(self, ids, skip_special_tokens):
-                return "".join(chr(i) for i in ids)
+    pad_token_id: Optional[int] = PAD_ID
+    eos_token_id = EOS_ID
+    bos_token_id = BOS_ID
+    model_max_length = int(1e30)  # "no limit", as transformers says it
+    truncation_side = "right"
+    padding_side = "right"
+    chat_template: Optional[str] = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
 
-        class Model:
-            device = "cpu"
-            training = True
+    def __init__(self) -> None:
+        self.calls: List[Dict[str, Any]] = []
 
-            def eval(self):
-                self.training = False
+    def __call__(self, text: str, add_special_tokens: bool = True, **kwargs: Any) -> Dict[str, Any]:
+        self.calls.append({"text": text, "add_special_tokens": add_special_tokens, **kwargs})
+        ids = ([BOS_ID] if add_special_tokens else []) + [ord(c) for c in text]
+        return {"input_ids": ids, "token_type_ids": [0] * len(ids), "attention_mask": [1] * len(ids)}
 
-            def train(self):
-                self.training = True
+    def decode(self, ids: List[int], skip_special_tokens: bool = False) -> str:
+        return "".join(("" if skip_special_tokens else f"[{i}]") if i in SPECIAL_IDS else chr(i) for i in ids)
 
-            def generate(self, input_ids, max_new_tokens, pad_token_id):
-                events.append(f"generate training={self.training} max={max_new_tokens} pad={pad_token_id}")
-                return [input_ids[0] + [ord(c) for c in "!new"]]
+    def apply_chat_template(self, messages: List[Dict[str, Any]], tokenize: bool = True, add_generation_prompt: bool = False) -> str:
+        assert tokenize is False
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + ("<assistant>" if add_generation_prompt else "")
 
-        model = Model()
-        sys.modules["torch"] = fake_torch
-        self.addCleanup(sys.modules.pop, "torch", None)
-        cb = self.callback(sample_frequency="epoch", generate_fn=None, tokenizer=Tokenizer(), max_new_tokens=7)
-        state = types.SimpleNamespace(epoch=1.0, global_step=3, max_steps=3, is_world_process_zero=True)
-        cb.on_epoch_end(None, state, None, model=model)
-        cb.close()
+
+class TextModel:
+    """A model.generate stand-in that refuses what a model's forward does not take (as transformers
+    does) and answers from what it can see: the real (unmasked) tokens of each row."""
+
+    main_input_name = "input_ids"
+    device = "cpu"
+
+    def __init__(self, *, encoder_decoder: bool = False, context: Optional[int] = None, sharded: bool = False) -> None:
+        self.config = types.SimpleNamespace(is_encoder_decoder=encoder_decoder, decoder_start_token_id=START_ID if encoder_decoder else None)
+        if context is not None:
+            self.config.n_positions = context
+        if sharded:
+            self._is_fsdp_managed_module = True
+        self.generation_config = types.SimpleNamespace(decoder_start_token_id=self.config.decoder_start_token_id, do_sample=True)
+        self.training = True
+        self.calls: List[Dict[str, Any]] = []
+
+    def forward(self, input_ids: Any, attention_mask: Any = None, labels: Any = None) -> None:
+        raise AssertionError("generate only")
+
+    def eval(self) -> None:
+        self.training = False
+
+    def train(self) -> None:
+        self.training = True
+
+    def answer(self, seen: List[int]) -> List[int]:
+        """What this model says: the number of tokens it saw and the last one (where it continues from)."""
+        return [ord(c) for c in f" saw {len(seen)} after {chr(seen[-1]) if seen[-1] > 31 else seen[-1]}"] + [EOS_ID]
+
+    def generate(self, **kwargs: Any) -> FakeTensor:
+        unknown = sorted(set(kwargs) - {"input_ids", "attention_mask", "max_new_tokens", "pad_token_id", "do_sample", "num_beams", "temperature"})
+        if unknown:
+            raise ValueError(f"The following `model_kwargs` are not used by the model: {unknown}")
+        ids = kwargs["input_ids"].tolist()
+        mask = kwargs["attention_mask"].tolist() if "attention_mask" in kwargs else [[1] * len(row) for row in ids]
+        self.calls.append({**kwargs, "ids": ids, "mask": mask, "training": self.training})
+        rows = []
+        for row, row_mask in zip(ids, mask):
+            # A decoder continues from the last position, pad or not: right padding shows.
+            seen = [token for token, keep in zip(row, row_mask) if keep] if self.config.is_encoder_decoder else row
+            answer = self.answer(seen)[: kwargs["max_new_tokens"]]
+            rows.append([START_ID] + answer if self.config.is_encoder_decoder else row + answer)
+        width = max(len(row) for row in rows)
+        return FakeTensor([row + [PAD_ID] * (width - len(row)) for row in rows])
+
+
+def spoken(model: TextModel, prompt_ids: List[int]) -> str:
+    return CharTokenizer().decode(model.answer(prompt_ids), skip_special_tokens=True)
+
+
+class GenerationTest(Base):
+    """The default generation (issue 14): model.generate as transformers' models take it."""
+
+    def fire(
+        self, model: Any, samples: List[Dict[str, Any]], *, tokenizer: Any = None, processing_class: Any = None, **options: Any
+    ) -> Dict[str, Dict[str, Any]]:
+        """One epoch of two steps with the epoch trigger; the stored rows by ground truth."""
+        settings: Dict[str, Any] = dict(generate_fn=None, tokenizer=tokenizer, sample_frequency="epoch", sample_count=len(samples), max_new_tokens=40)
+        settings.update(options)
+        self.cb = self.callback(samples=samples, **settings)
+        self.use_modules({"torch": fake_torch_module(self.events)})
+        run_fake_training(self.cb, epochs=1, steps_per_epoch=2, model=model, processing_class=processing_class)
+        self.cb.close()
+        self.assertTrue(all(row["step"] == 2 for row in self.server.stored.values()))
+        return {row["groundTruth"]: row for row in self.server.stored.values()}
+
+    def test_generates_in_eval_mode_under_no_grad_and_restores_training_mode(self) -> None:
+        model = TextModel()
+        rows = self.fire(model, [{"prompt": "hi", "completion": "hello"}], tokenizer=CharTokenizer())
         self.assertTrue(model.training)
-        self.assertIn("generate training=False max=7 pad=0", events)
-        self.assertEqual(events[0], "no_grad on")
-        self.assertEqual({r["prediction"] for r in self.server.stored.values()}, {"!new"})
+        self.assertEqual([call["training"] for call in model.calls], [False])
+        self.assertEqual(self.events, ["no_grad on", "no_grad off"])
+        self.assertEqual(rows["hello"]["prediction"], spoken(model, [BOS_ID, ord("h"), ord("i")]))
+
+    def test_decoder_only_predictions_are_the_new_tokens_only(self) -> None:
+        model = TextModel()
+        rows = self.fire(model, [{"prompt": "what is two", "completion": "2"}], tokenizer=CharTokenizer())
+        self.assertEqual(rows["2"]["prediction"], " saw 12 after o")
+
+    def test_encoder_decoder_predictions_are_the_whole_answer(self) -> None:
+        # generate() returns the decoder's sequence alone (start token, answer): cutting the
+        # prompt's length off it, as for a decoder, lost the answer's first len(prompt) tokens.
+        model = TextModel(encoder_decoder=True)
+        rows = self.fire(model, [{"prompt": "what is two", "completion": "2"}], tokenizer=CharTokenizer())
+        self.assertEqual(rows["2"]["prediction"], " saw 12 after o")
+
+    def test_only_input_ids_and_attention_mask_reach_generate(self) -> None:
+        # The tokenizer returns token_type_ids; a model whose forward does not take them makes
+        # generate() raise, which failed every fire.
+        model = TextModel()
+        rows = self.fire(model, [{"prompt": "hi", "completion": "hello"}], tokenizer=CharTokenizer())
+        self.assertEqual(len(rows), 1, self.output.getvalue())
+        self.assertNotIn("token_type_ids", model.calls[0])
+        self.assertEqual(model.calls[0]["mask"], [[1, 1, 1]])
+
+    def test_decoding_is_greedy_even_when_the_generation_config_samples(self) -> None:
+        model = TextModel()  # its generation_config says do_sample=True
+        self.fire(model, [{"prompt": "hi", "completion": "hello"}], tokenizer=CharTokenizer())
+        self.assertEqual((model.calls[0]["do_sample"], model.calls[0]["num_beams"]), (False, 1))
+
+    def test_generation_kwargs_override_the_greedy_default(self) -> None:
+        model = TextModel()
+        self.fire(model, [{"prompt": "hi", "completion": "hello"}], tokenizer=CharTokenizer(), generation_kwargs={"do_sample": True, "temperature": 0.7})
+        self.assertEqual((model.calls[0]["do_sample"], model.calls[0]["temperature"]), (True, 0.7))
+        for refused in ({"input_ids": []}, {"max_new_tokens": 3}, {"num_return_sequences": 2}):
+            with self.assertRaises(ValueError):
+                pc.PredictionsCallback(make_samples(2), generation_kwargs=refused, environ={}, spool_path=self.spool_path, stream=io.StringIO())
+
+    def test_prompts_are_batched_and_left_padded_for_a_decoder(self) -> None:
+        model = TextModel()
+        tokenizer = CharTokenizer()
+        samples = [{"prompt": prompt, "completion": f"answer to {prompt}"} for prompt in ("a", "bbb", "cc", "dddd", "e")]
+        rows = self.fire(model, samples, tokenizer=tokenizer, batch_size=2)
+        self.assertEqual([len(call["ids"]) for call in model.calls], [2, 2, 1])
+        prompts = iter(sample["prompt"] for sample in self.cb.samples)  # the order they were chosen in
+        for call in model.calls:
+            width = max(len(prompt) for prompt in [next(prompts) for _ in call["ids"]]) + 1
+            for ids, mask in zip(call["ids"], call["mask"]):
+                real = sum(mask)
+                self.assertEqual(mask, [0] * (width - real) + [1] * real)  # padding on the left, behind the mask
+                self.assertEqual(ids[: width - real], [PAD_ID] * (width - real))
+                self.assertEqual(ids[width - real], BOS_ID)
+        self.assertTrue(any(0 in row for call in model.calls for row in call["mask"]))
+        for sample in samples:
+            # Every answer continues from its own prompt's last character, whatever its batch.
+            self.assertTrue(rows[sample["completion"]]["prediction"].endswith(f"after {sample['prompt'][-1]}"), rows[sample["completion"]])
+        self.assertEqual(tokenizer.padding_side, "right")  # the tokenizer Trainer shares is untouched
+
+    def test_an_encoder_decoder_batch_is_padded_on_the_right_behind_its_mask(self) -> None:
+        model = TextModel(encoder_decoder=True)
+        rows = self.fire(model, [{"prompt": "a", "completion": "x"}, {"prompt": "bbb", "completion": "y"}], tokenizer=CharTokenizer())
+        self.assertEqual(sorted(model.calls[0]["mask"]), [[1, 1, 0, 0], [1, 1, 1, 1]])
+        self.assertEqual((rows["x"]["prediction"], rows["y"]["prediction"]), (" saw 2 after a", " saw 4 after b"))
+
+    def test_a_prompt_longer_than_the_context_keeps_its_end_and_the_row_keeps_it_whole(self) -> None:
+        model = TextModel(context=16)
+        prompt = "the start is cut off, the end is kept: x"
+        rows = self.fire(model, [{"prompt": prompt, "completion": "y"}], tokenizer=CharTokenizer(), max_new_tokens=6)
+        self.assertEqual(model.calls[0]["ids"], [[ord(c) for c in prompt[-10:]]])  # 16 positions, 6 of them for the answer
+        self.assertEqual(rows["y"]["prompt"], prompt)
+        self.assertEqual(rows["y"]["prediction"], " saw 1")
+        self.assertIn("cut to its last 10", self.output.getvalue())
+
+    def test_the_tokenizer_limit_and_max_prompt_tokens_bound_the_prompt_too(self) -> None:
+        tokenizer = CharTokenizer()
+        tokenizer.model_max_length = 12
+        model = TextModel()
+        self.fire(model, [{"prompt": "abcdefghijkl", "completion": "y"}], tokenizer=tokenizer, max_new_tokens=4)
+        self.assertEqual(model.calls[0]["ids"], [[ord(c) for c in "efghijkl"]])
+        model = TextModel()
+        self.server.stored.clear()
+        self.fire(model, [{"prompt": "abcdefghijkl", "completion": "y"}], tokenizer=CharTokenizer(), max_prompt_tokens=3)
+        self.assertEqual(model.calls[0]["ids"], [[ord(c) for c in "jkl"]])
+
+    def test_an_encoder_keeps_the_start_of_a_long_prompt(self) -> None:
+        tokenizer = CharTokenizer()
+        tokenizer.model_max_length = 5
+        model = TextModel(encoder_decoder=True)
+        self.fire(model, [{"prompt": "abcdefgh", "completion": "y"}], tokenizer=tokenizer, max_new_tokens=30)
+        self.assertEqual(model.calls[0]["ids"], [[BOS_ID] + [ord(c) for c in "abcd"]])
+
+    def test_conversations_are_rendered_with_the_chat_template(self) -> None:
+        conversation = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}]
+        samples = [
+            {"messages": conversation + [{"role": "assistant", "content": "4"}]},
+            {"prompt": conversation, "completion": [{"role": "assistant", "content": "four"}]},  # TRL's prompt-completion
+        ]
+        model = TextModel()
+        tokenizer = CharTokenizer()
+        rows = self.fire(model, samples, tokenizer=tokenizer)
+        rendered = "<system>be brief<user>2+2?<assistant>"
+        self.assertEqual((rows["4"]["prompt"], rows["four"]["prompt"]), (rendered, rendered))
+        # The rendered template holds its own special tokens: none are added when it is tokenized.
+        self.assertEqual(model.calls[0]["ids"][0], [ord(c) for c in rendered])
+        self.assertEqual(rows["4"]["prediction"], f" saw {len(rendered)} after >")
+
+    def test_conversations_are_rendered_with_the_processing_class_when_no_tokenizer_was_given(self) -> None:
+        cb = self.callback(samples=[{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}], sample_frequency="epoch")
+        run_fake_training(cb, epochs=1, steps_per_epoch=1, processing_class=CharTokenizer())
+        cb.close()
+        self.assertEqual([row["prompt"] for row in self.server.stored.values()], ["<user>hi<assistant>"])
+        self.assertEqual(self.generated_calls, [["<user>hi<assistant>"]])
+
+    def test_a_tokenizer_without_a_chat_template_is_a_clear_error(self) -> None:
+        tokenizer = CharTokenizer()
+        tokenizer.chat_template = None
+        samples = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}]
+        with self.assertRaisesRegex(ValueError, "chat template"):
+            pc.PredictionsCallback(samples, tokenizer=tokenizer, environ={}, spool_path=self.spool_path, stream=io.StringIO())
+        # Given by Trainer only: refused when training begins, not at the first evaluation.
+        cb = pc.PredictionsCallback(samples, sample_frequency="epoch", environ={}, spool_path=self.spool_path, stream=io.StringIO())
+        self.addCleanup(cb.close)
+        with self.assertRaisesRegex(ValueError, "chat template"):
+            run_fake_training(cb, epochs=1, steps_per_epoch=1, processing_class=tokenizer)
+
+    def test_samples_that_cannot_be_predicted_are_refused_by_index(self) -> None:
+        for sample, message in (
+            ({"question": "?"}, "neither 'prompt' nor 'messages'"),
+            ({"messages": [{"role": "assistant", "content": "only the answer"}]}, "only the assistant's answer"),
+            ({"messages": [{"role": "user", "content": "no answer"}]}, "needs one of the keys"),
+            ({"messages": "not a list"}, "list of"),
+        ):
+            with self.assertRaisesRegex(ValueError, message):
+                pc.PredictionsCallback([sample], environ={}, spool_path=self.spool_path, stream=io.StringIO())
+
+
+class DistributedTest(Base):
+    """Several ranks: who generates, who writes, who stops (issue 14, B1 and B2)."""
+
+    def process_group(self, *, world_size: int = 2, backend: str = "gloo", decide: Optional[int] = None) -> List[Tuple[int, Any]]:
+        """A stand-in torch.distributed; ``decide`` is what rank 0 answers to every broadcast."""
+        broadcasts: List[Tuple[int, Any]] = []
+        dist = types.ModuleType("torch.distributed")
+        dist.is_available = lambda: True  # type: ignore[attr-defined]
+        dist.is_initialized = lambda: True  # type: ignore[attr-defined]
+        dist.get_world_size = lambda: world_size  # type: ignore[attr-defined]
+        dist.get_backend = lambda: backend  # type: ignore[attr-defined]
+
+        def broadcast(flag: FakeTensor, src: int) -> None:
+            broadcasts.append((flag.value, flag.device))
+            if decide is not None:
+                flag.value = decide
+
+        dist.broadcast = broadcast  # type: ignore[attr-defined]
+        torch = fake_torch_module(self.events)
+        torch.distributed = dist  # type: ignore[attr-defined]
+        self.use_modules({"torch": torch, "torch.distributed": dist})
+        return broadcasts
+
+    def rank(self, model: Any, *, world_zero: bool, args: Any = None) -> pc.PredictionsCallback:
+        cb = self.callback(generate_fn=None, tokenizer=CharTokenizer(), sample_frequency="steps", step_interval=2)
+        run_fake_training(cb, epochs=1, steps_per_epoch=4, model=model, world_process_zero=world_zero, args=args)
+        return cb
+
+    def test_plain_ddp_generates_on_rank_zero_alone(self) -> None:
+        self.process_group()
+        model = TextModel()
+        self.rank(model, world_zero=False)
+        self.assertEqual(model.calls, [])
+        self.assertEqual(self.server.requests, [])
+
+    def test_sharded_parameters_generate_on_every_rank_and_only_rank_zero_writes(self) -> None:
+        # FSDP2 marks the module; generate() then all-reduces at every decoding step, so a rank
+        # that did not generate would leave rank 0 waiting for ever.
+        self.process_group()
+        other = TextModel(sharded=True)
+        self.rank(other, world_zero=False)
+        main = TextModel(sharded=True)
+        cb = self.rank(main, world_zero=True)
+        cb.close()
+        self.assertEqual([call["ids"] for call in other.calls], [call["ids"] for call in main.calls])
+        self.assertEqual(len(other.calls), 2)  # steps 2 and 4, the same prompts in the same batches
+        self.assertEqual(self.server.stored_keys(), {(1, step, i, "steps") for step in (2, 4) for i in range(2)})
+
+    def test_zero3_and_fsdp_arguments_count_as_sharded(self) -> None:
+        self.process_group()
+        deepspeed = types.ModuleType("transformers.integrations.deepspeed")
+        deepspeed.is_deepspeed_zero3_enabled = lambda: True  # type: ignore[attr-defined]
+        self.assertFalse(pc.generation_is_collective(TextModel(), types.SimpleNamespace(fsdp=[])))
+        self.assertTrue(pc.generation_is_collective(TextModel(), types.SimpleNamespace(fsdp=True)))
+        self.assertTrue(pc.generation_is_collective(TextModel(), types.SimpleNamespace(fsdp=["full_shard"])))
+        self.use_modules({"transformers.integrations.deepspeed": deepspeed})
+        self.assertTrue(pc.generation_is_collective(TextModel(), types.SimpleNamespace(fsdp=None)))
+
+    def test_fsdp1_gathers_the_root_parameters_while_generating(self) -> None:
+        # FSDP1 hands callbacks the wrapped module, whose root parameters stay sharded outside its
+        # own forward; generate() is not that forward ("'weight' must be 2-D" on a real run).
+        self.process_group()
+        gathered: List[Dict[str, Any]] = []
+
+        class FullyShardedDataParallel(TextModel):
+            @staticmethod
+            @contextlib.contextmanager
+            def summon_full_params(module: Any, writeback: bool = True, recurse: bool = True) -> Any:
+                gathered.append({"writeback": writeback, "recurse": recurse, "open": True})
+                yield
+                gathered[-1]["open"] = False
+
+            def generate(self, **kwargs: Any) -> FakeTensor:
+                assert gathered and gathered[-1]["open"], "generate() ran with the root parameters sharded"
+                return super().generate(**kwargs)
+
+        fsdp = types.ModuleType("torch.distributed.fsdp")
+        fsdp.FullyShardedDataParallel = FullyShardedDataParallel  # type: ignore[attr-defined]
+        self.use_modules({"torch.distributed.fsdp": fsdp})
+        model = FullyShardedDataParallel()
+        self.assertTrue(pc.generation_is_collective(model, types.SimpleNamespace()))
+        self.rank(model, world_zero=False)
+        self.assertEqual(len(model.calls), 2)
+        self.assertEqual([(g["writeback"], g["recurse"], g["open"]) for g in gathered], [(False, False, False)] * 2)
+
+    def test_one_process_is_never_sharded(self) -> None:
+        self.process_group(world_size=1)
+        self.assertFalse(pc.generation_is_collective(TextModel(sharded=True), types.SimpleNamespace(fsdp=True)))
+
+    def test_rank_zeros_stop_reaches_every_rank_at_the_same_step(self) -> None:
+        broadcasts = self.process_group(decide=1)  # rank 0 learnt the job ended
+        cb = self.callback(sample_frequency="epoch")
+        state = types.SimpleNamespace(epoch=0.1, global_step=1, max_steps=10, is_world_process_zero=False)
+        control = types.SimpleNamespace(should_training_stop=False)
+        cb.on_step_end(types.SimpleNamespace(device="cpu"), state, control)  # a rank that never talks to the server
+        self.assertTrue(control.should_training_stop)
+        self.assertEqual(broadcasts, [(0, "cpu")])  # it offered "go on"; rank 0's "stop" won
+
+    def test_rank_zero_offers_its_stop_and_every_rank_asks_every_step(self) -> None:
+        broadcasts = self.process_group(backend="nccl")
+        cb = self.callback(sample_frequency="epoch")
+        control = types.SimpleNamespace(should_training_stop=False)
+        for step, cancelled in ((1, False), (2, True)):
+            cb.writer.cancelled = cancelled
+            state = types.SimpleNamespace(epoch=step / 10, global_step=step, max_steps=10, is_world_process_zero=True)
+            cb.on_step_end(types.SimpleNamespace(device="cuda:3"), state, control)
+        # NCCL moves the rank's own CUDA tensors: the flag is made on the training device.
+        self.assertEqual(broadcasts, [(0, "cuda:3"), (1, "cuda:3")])
+        self.assertTrue(control.should_training_stop)
+
+    def test_after_a_stop_the_best_model_is_not_generated_again(self) -> None:
+        self.process_group(decide=1)
+        model = TextModel(sharded=True)
+        cb = self.callback(generate_fn=None, tokenizer=CharTokenizer(), sample_frequency="steps", step_interval=100)
+        run_fake_training(cb, epochs=1, steps_per_epoch=3, model=model, world_process_zero=False, best_step=2)
+        self.assertEqual(model.calls, [])
+
+
+class BestModelTest(Base):
+    """load_best_model_at_end: the model Trainer keeps is predicted too (issue 14)."""
+
+    def test_the_best_models_predictions_are_recorded_at_its_step(self) -> None:
+        cb = self.callback(sample_frequency="epoch")
+        run_fake_training(cb, epochs=2, steps_per_epoch=3, best_step=2)
+        # Epoch ends at 3 and 6; the best checkpoint, step 2 (epoch 0.67: the first), once more at the end.
+        self.assertEqual(self.server.stored_keys(), {(e, s, i, "epoch") for e, s in ((1, 2), (1, 3), (2, 6)) for i in range(2)})
+        self.assertEqual(len(self.generated_calls), 3)
+        logged = [line["message"] for call in self.server.calls("pod.log") for line in call["payload"]["lines"]]
+        self.assertTrue(any("checkpoint-2" in m and "step 2" in m for m in logged), logged)
+
+    def test_without_load_best_model_at_end_nothing_more_is_generated(self) -> None:
+        cb = self.callback(sample_frequency="epoch")
+        state = run_fake_training(cb, epochs=1, steps_per_epoch=3)
+        self.assertIsNone(pc.best_checkpoint_step(types.SimpleNamespace(load_best_model_at_end=False), state))
+        self.assertEqual(len(self.generated_calls), 1)
+
+    def test_the_step_comes_from_the_checkpoint_name_on_older_transformers(self) -> None:
+        args = types.SimpleNamespace(load_best_model_at_end=True)
+        state = types.SimpleNamespace(best_model_checkpoint="/out/checkpoint-40/", best_global_step=None)
+        self.assertEqual(pc.best_checkpoint_step(args, state), ("/out/checkpoint-40/", 40))
+        state.log_history = [{"step": 40, "epoch": 1.5, "eval_loss": 0.3}]
+        self.assertEqual(pc.epoch_at_step(state, 40), 2)
+
+
+class TrainerCallbackBaseTest(unittest.TestCase):
+    """With transformers installed the callback is a TrainerCallback (add_callback's annotation)."""
+
+    def test_a_trainer_callback_when_transformers_is_importable(self) -> None:
+        class TrainerCallback:
+            def on_save(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
+        transformers = types.ModuleType("transformers")
+        transformers.TrainerCallback = TrainerCallback  # type: ignore[attr-defined]
+        previous = sys.modules.get("transformers", _MISSING)
+        sys.modules["transformers"] = transformers
+        self.addCleanup(_restore_module, "transformers", previous)
+
+        class Mine(pc.PredictionsCallback):  # a class of its own: the base is chosen once per class
+            pass
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cb = Mine(make_samples(3), environ={}, spool_path=os.path.join(tmp, "spool.jsonl"), stream=io.StringIO())
+            self.assertIsInstance(cb, TrainerCallback)
+            self.assertIsInstance(cb, Mine)
+            self.assertIsInstance(cb, pc.PredictionsCallback)
+            self.assertEqual(type(cb).__name__, "Mine")
+            cb.close()
+
+    def test_importing_the_module_imports_neither_transformers_nor_torch(self) -> None:
+        code = f"import sys; sys.path.insert(0, {HERE!r}); import predictions_callback; print(sorted({{'torch', 'transformers'}} & set(sys.modules)))"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.stdout.strip(), "[]", done.stderr)
 
 
 class SigtermTest(unittest.TestCase):
