@@ -121,6 +121,23 @@ describe('diagnostics.job', () => {
     expect(result.rootCause).toMatch(/6 predictions could not reach the server and were spooled/);
   });
 
+  it("counts a spool uploaded after the pod's last report (sync, upload token) as accounted for, not missing", async () => {
+    const s = await scenario();
+    // The pod's last word: 10 generated, 4 stored, 6 spooled; then it was cancelled.
+    await s.pod.heartbeat.mutate({ mode: 'cloud', env: cloudEnv, step: 10, counters: counters(10, 4, 6), triggerFires: 2 });
+    await s.pod.writePredictions.mutate({ predictions: rows(4) });
+    await s.api.jobs.cancel.mutate({ jobId: s.jobId });
+    const before = await s.diagnose();
+    expect(before.checks.find((c) => c.id === 'writes_persisted')?.status).toBe('fail');
+    // The user uploads the spool with an upload token: no heartbeat follows a sync.
+    const { env } = await s.api.jobs.rotateToken.mutate({ jobId: s.jobId });
+    await server.client(env.JOB_TOKEN).pod.writePredictions.mutate({ predictions: rows(6).map((r, i) => ({ ...r, sampleIndex: 4 + i })) });
+    const after = await s.diagnose();
+    const check = after.checks.find((c) => c.id === 'writes_persisted');
+    expect(check?.status).toBe('pass');
+    expect(check?.message).toMatch(/10 predictions are stored now/);
+  });
+
   it('seed: writes refused by the server, with the reason', async () => {
     const s = await scenario();
     await s.pod.heartbeat.mutate({ mode: 'cloud', env: cloudEnv, step: 7, counters: counters(3, 0, 0, 3), triggerFires: 1 });
