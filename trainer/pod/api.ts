@@ -4,6 +4,7 @@
 // failure is classified once, here, into what the caller should do about it.
 import { gzipSync } from 'node:zlib';
 import { createApiClient, errorDetails, type ApiClient } from '../../client/api/client';
+import { setMaxListeners } from 'node:events';
 
 export type PodApi = ApiClient;
 
@@ -44,6 +45,9 @@ export function podFetch(options: Pick<PodApiOptions, 'timeoutMs' | 'gzipMinByte
       headers.set('content-encoding', 'gzip');
     }
     const deadline = AbortSignal.timeout(timeoutMs);
+    // Every request adds a listener to the caller's long-lived signal until it is collected: that
+    // is expected, not a leak, and Node's warning at 11 of them read like a bug to users.
+    if (init.signal) setMaxListeners(0, init.signal);
     const signal = init.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
     const response = await base(input, { ...init, headers, body, signal });
     if (response.ok) return response;

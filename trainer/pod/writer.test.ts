@@ -247,8 +247,7 @@ describe('PredictionWriter', () => {
     const counters = await writer.close(5_000);
     expect(connection.tokenRefusedReason).toBe('job_ended');
     expect(counters).toMatchObject({ generated: 3, spooled: 3 });
-    expect(lines.join('\n')).toMatch(/refused the job token .*the job has ended, so they cannot be uploaded to it/);
-    expect(lines.join('\n')).not.toMatch(/sync --spool/);
+    expect(lines.join('\n')).toMatch(/refused the job token .*the job has ended\. To keep them, press "New upload token".*JOB_TOKEN=<the upload token> .*sync --spool/);
   });
 
   it('sends gzip bodies, bounded batches (rows and bytes), with the bearer token', async () => {

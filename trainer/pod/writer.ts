@@ -482,8 +482,12 @@ export class PredictionWriter extends SpoolSender {
   private sayRefused(message: string, reason: string | null): void {
     const held = `${this.queued} prediction(s) are kept in the spool ${this.spoolFile}`;
     if (reason === 'job_ended') {
-      // An ended job accepts nothing from this token: main.ts stops training; no sync hint.
-      this.options.log.error(`The server refused the job token (HTTP 401: ${message}). ${held}; the job has ended, so they cannot be uploaded to it.`);
+      // An ended job accepts nothing more from this token (main.ts stops training), but an upload
+      // token for it does (docs/decisions/0005-upload-tokens.md).
+      const command = this.options.syncCommand?.(this.spoolFile) ?? `npm run trainer -- sync --spool ${this.spoolFile}`;
+      this.options.log.error(
+        `The server refused the job token (HTTP 401: ${message}). ${held}; the job has ended. To keep them, press "New upload token" on the job page (or jobs.rotateToken), then run: JOB_TOKEN=<the upload token> ${command}`,
+      );
       return;
     }
     const command = this.options.syncCommand?.(this.spoolFile) ?? `npm run trainer -- sync --spool ${this.spoolFile}`;
