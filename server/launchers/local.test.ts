@@ -134,7 +134,18 @@ function livingChildren(): number[] {
     .split('\n')
     .map((line) => line.trim().split(/\s+/))
     .filter(([ppid, , stat, comm]) => Number(ppid) === process.pid && !stat?.startsWith('Z') && comm !== 'ps')
-    .map(([, pid]) => Number(pid));
+    .map(([, pid]) => Number(pid))
+    // Only this file's stand-ins (their argv names the test's directory): the worker has other
+    // children too, such as esbuild's service process once anything was transpiled.
+    .filter((pid) => isStandIn(pid));
+}
+
+function isStandIn(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('local-launcher-');
+  } catch {
+    return false;
+  }
 }
 
 describe('the local launcher with a stand-in trainer', () => {

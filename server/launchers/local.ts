@@ -225,10 +225,16 @@ export function createLocalLauncher(options: LocalLauncherOptions): Launcher {
     void settle(entry, exit, spawnError).catch(report(`recording the end of ${entry.jobId}`));
   }
 
+  const ERROR_TAIL_LINES = 8;
+
   async function settle(entry: Pick<Running, 'jobId' | 'userId'>, exit: Exit, spawnError: string | null): Promise<void> {
     const output = tailOf(logFile(entry.jobId), SUMMARY_SEARCH_BYTES);
     const reported = reportedOutcome(output);
-    const tail = `${output.slice(-STDERR_TAIL_BYTES)}${spawnError ? `\n${spawnError}` : ''}`.trim();
+    // The last whole lines only (a byte tail starts mid-line), and few of them: the job's error is
+    // read on the job page, the full output is in the job's log.
+    const cut = output.length > STDERR_TAIL_BYTES;
+    const lastLines = output.slice(-STDERR_TAIL_BYTES).split('\n').slice(cut ? 1 : 0).filter((line) => line.trim()).slice(-ERROR_TAIL_LINES).join('\n');
+    const tail = `${lastLines}${spawnError ? `\n${spawnError}` : ''}`.trim();
     const how =
       exit === 'while-down'
         ? 'while the server was down'
