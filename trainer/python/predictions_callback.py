@@ -2147,6 +2147,10 @@ def sync(spool_path: str, environ: Mapping[str, str], *, batch_size: int = 500, 
         print(f"sync needs the environment variable(s) {', '.join(missing)} (names only; set them to the job's values)", file=out)
         return 2
     assert env.api_url is not None and env.token is not None
+    if not os.path.exists(spool_path):
+        # A mistyped path or an unexpanded glob must not look like success (the TypeScript sync agrees).
+        print(f"sync: the spool {spool_path} does not exist", file=out)
+        return 1
     spool = Spool(spool_path)
     metrics = spool.metrics()
     found = spool.open()
@@ -2156,7 +2160,7 @@ def sync(spool_path: str, environ: Mapping[str, str], *, batch_size: int = 500, 
     if spool.bad_lines:
         print(f"  {spool.bad_lines} line(s) of {spool.path} were not JSON and were skipped", file=out)
     if not found and not metric_count:
-        print(f"nothing to upload: {spool.path} is missing or empty", file=out)
+        print(f"nothing to upload: {spool.path} is empty", file=out)
         return 0
     client = PodClient(env.api_url, env.token, attempts=attempts)
     result = send_entries(client, spool.pending(), batch_size=batch_size)

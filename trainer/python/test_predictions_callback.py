@@ -769,7 +769,11 @@ class AnswersTest(Base):
     def test_job_ended_on_a_write_stops_training_and_keeps_the_rows(self) -> None:
         self.server.script["pod.writePredictions"] = [{"status": 401, "reason": "job_ended"}]
         cb = self.callback(sample_frequency="steps", step_interval=1)
-        state = run_fake_training(cb, epochs=1, steps_per_epoch=5)
+        # After the first fire, wait for the sender to meet the refusal (as a slower real step would),
+        # instead of racing it: the loop itself takes microseconds.
+        state = run_fake_training(
+            cb, epochs=1, steps_per_epoch=5, after_step=lambda step: self.assertTrue(wait_until(lambda: cb.writer.cancelled)) if step == 1 else None
+        )
         self.assertLess(state.global_step, 5)  # stopped early
         self.assertEqual(cb.counters.snapshot()["persisted"], 0)
         self.assertEqual(len(self.spool_rows()), cb.counters.snapshot()["generated"])
