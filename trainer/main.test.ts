@@ -134,7 +134,7 @@ describe('trainer/main.ts against the real server', () => {
     const job = await exampleJob({ training: { epochs: 14, evalStrategy: 'no' }, predictions: { sampleFrequency: 'steps', stepInterval: 7 } });
     const proxy = await startProxy(new URL(server.url).port);
     try {
-      const running = runTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: proxy.url, TRAINER_SPOOL_DIR: spoolDir });
+      const running = runTrainer({ JOB_ID: job.jobId, JOB_TOKEN: job.token, API_URL: proxy.url, TRAINER_SPOOL_DIR: spoolDir }, [], 150_000);
       // Go dark once predictions are flowing, for long enough that the writer gives up and spools.
       await until(() => storedKeys(job.jobId), (keys) => keys.length > 0, 'the first stored predictions');
       await proxy.cut();
@@ -159,7 +159,7 @@ describe('trainer/main.ts against the real server', () => {
     } finally {
       await proxy.close();
     }
-  }, 60_000);
+  }, 180_000);
 
   it('without API_URL: names it, spools everything, and `sync` uploads it (a second sync stores nothing new)', async () => {
     const job = await exampleJob({ training: { epochs: 2 }, predictions: { sampleFrequency: 'epoch' } });

@@ -200,7 +200,9 @@ describe('runpod launcher', () => {
       const job = await until(() => server.client(user.token).jobs.get.query({ jobId }), (j) => j.status !== 'running');
       expect(job.status).toBe('failed');
       expect(job.error).toMatch(/RunPod pod podorphan1 stopped before the job finished \(Exited by user\)/);
-      expect(runpod.calls('podorphan1')).toContainEqual(expect.objectContaining({ method: 'DELETE', path: '/v1/pods/podorphan1' }));
+      // The job ends before the launcher's DELETE goes out: wait for it rather than race it.
+      const calls = await until(() => runpod.calls('podorphan1'), (all) => all.some((c) => c.method === 'DELETE'), 'the launcher to delete the pod');
+      expect(calls).toContainEqual(expect.objectContaining({ method: 'DELETE', path: '/v1/pods/podorphan1' }));
     } finally {
       await other.close();
     }
