@@ -7,6 +7,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { trainingPredictions } from '../db/schema';
 import type { WriteMetricsOutput, WritePredictionsOutput } from './contract/pod.schemas';
+import { podWrites, predictionRow, type TrpcBody } from './test-support/pod-writes';
 import { useTestServer, type TestServer } from './test-support/server';
 import { createManualJob, createUser } from './test-support/factories';
 import { testEnv } from './test-support/test-env';
@@ -14,30 +15,9 @@ import { testEnv } from './test-support/test-env';
 let server: TestServer;
 useTestServer((started) => (server = started));
 
-type Body = { result?: { data: unknown }; error?: { message: string; data?: { field?: string | null } } };
-const post = (procedure: string, input: unknown, token: string) =>
-  server.raw(procedure, { method: 'POST', body: JSON.stringify(input), token });
-async function write<T>(procedure: string, input: unknown, token: string): Promise<T> {
-  const res = await post(procedure, input, token);
-  expect(res.status, JSON.stringify(res.body)).toBe(200);
-  return (res.body as Body).result?.data as T;
-}
-
-const row = (epoch: number, step: number, sampleIndex: number, prediction = `guess ${step}/${sampleIndex}`) => ({
-  epoch,
-  step,
-  sampleIndex,
-  trigger: 'eval',
-  prompt: `prompt ${sampleIndex}`,
-  groundTruth: `truth ${sampleIndex}`,
-  prediction,
-});
-
-async function setup() {
-  const user = await createUser(server.deps);
-  const job = await createManualJob(server.deps, user.id);
-  return { ...job, user, api: server.client(user.token) };
-}
+type Body = TrpcBody;
+const { post, write, setup } = podWrites(() => server);
+const row = predictionRow;
 
 async function storedRows(jobId: string) {
   return server.database.db

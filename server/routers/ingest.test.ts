@@ -6,36 +6,14 @@ import { and, asc, eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { jobEvents, trainingPredictions } from '../../db/schema';
 import type { WriteMetricsOutput, WritePredictionsOutput } from '../contract/pod.schemas';
+import { podWrites, predictionRow } from '../test-support/pod-writes';
 import { useTestServer, type TestServer } from '../test-support/server';
-import { createManualJob, createUser } from '../test-support/factories';
 
 let server: TestServer;
 useTestServer((started) => (server = started));
 
-type Body = { result?: { data: unknown }; error?: { message: string } };
-const post = (procedure: string, input: unknown, token: string) =>
-  server.raw(procedure, { method: 'POST', body: JSON.stringify(input), token });
-async function write<T>(procedure: string, input: unknown, token: string): Promise<T> {
-  const res = await post(procedure, input, token);
-  expect(res.status, JSON.stringify(res.body)).toBe(200);
-  return (res.body as Body).result?.data as T;
-}
-
-const row = (epoch: number, step: number, sampleIndex: number, prediction = `guess ${step}/${sampleIndex}`) => ({
-  epoch,
-  step,
-  sampleIndex,
-  trigger: 'eval',
-  prompt: `prompt ${sampleIndex}`,
-  groundTruth: `truth ${sampleIndex}`,
-  prediction,
-});
-
-async function setup() {
-  const user = await createUser(server.deps);
-  const job = await createManualJob(server.deps, user.id);
-  return { ...job, api: server.client(user.token) };
-}
+const { post, write, setup } = podWrites(() => server);
+const row = predictionRow;
 
 async function stored(jobId: string) {
   return server.database.db
