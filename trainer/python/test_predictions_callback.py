@@ -414,7 +414,11 @@ class WireTest(Base):
 
     def test_heartbeats_report_mode_env_presence_and_counters_then_the_job_finishes(self) -> None:
         cb = self.callback(sample_frequency="epoch")
-        run_fake_training(cb, epochs=2, steps_per_epoch=2)
+        # A real step takes long enough for the sender's first beat; the fake loop takes microseconds,
+        # so wait for that beat after the first step instead of racing the sender thread.
+        run_fake_training(
+            cb, epochs=2, steps_per_epoch=2, after_step=lambda step: self.assertTrue(wait_until(lambda: self.server.calls("pod.heartbeat"))) if step == 1 else None
+        )
         beats = [c["payload"] for c in self.server.calls("pod.heartbeat")]
         self.assertEqual(beats[0]["status"], "starting")
         self.assertEqual(beats[-1]["status"], "finishing")
