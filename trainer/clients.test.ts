@@ -113,6 +113,19 @@ function expectStoredOnce(stored: string[], generated: string[], client: PodClie
   expect(extra.length, `rows beyond the announced ones: ${extra.join(' ')}`).toBeLessThanOrEqual(client.rowsPerFire);
 }
 
+/**
+ * A run that ended with everything delivered: it generated every planned row, its counters say
+ * all persisted (and add up), and the server holds exactly those keys. Returns the keys.
+ */
+async function expectEverythingStored(client: PodClient, pod: PodProcess, jobId: string, length: RunLength, on: TestServer = server): Promise<string[]> {
+  const generated = sorted(pod.generated());
+  expect(generated).toHaveLength(client.plannedRows(length));
+  const c = expectAccounting(client.counters(pod.output), pod.output);
+  expect(c).toMatchObject({ generated: generated.length, persisted: generated.length, rejected: 0, spooled: 0 });
+  expect(await storedKeys(jobId, on)).toEqual(generated);
+  return generated;
+}
+
 const other = (client: PodClient) => CLIENTS.find((c) => c !== client) ?? client;
 
 describe.each(CLIENTS)('$name against the real server', (client) => {
@@ -165,11 +178,7 @@ describe.each(CLIENTS)('$name against the real server', (client) => {
       const exit = await exitWithin(pod, 180_000);
       expect(exit.code, pod.output).toBe(0);
 
-      const generated = sorted(pod.generated());
-      expect(generated).toHaveLength(client.plannedRows('short'));
-      const c = expectAccounting(client.counters(pod.output), pod.output);
-      expect(c).toMatchObject({ generated: generated.length, persisted: generated.length, rejected: 0, spooled: 0 });
-      expect(await storedKeys(job.jobId, small)).toEqual(generated);
+      await expectEverythingStored(client, pod, job.jobId, 'short', small);
       expect(existsSync(pod.spoolFile), 'the spool is gone').toBe(false);
     } finally {
       await proxy.close();
@@ -185,7 +194,20 @@ describe.each(CLIENTS)('$name against the real server', (client) => {
       const pod = client.start(vars(job, proxy.url), { length: 'long', drainSeconds: 120, spoolDir });
       await until(() => storedKeys(job.jobId), (keys) => keys.length > 0, 'the first stored predictions', 60_000);
       await proxy.dark();
-      const storedAtDark = (await storedKeys(job.jobId)).length;
+      // A batch whose body had already reached the server when the proxy went dark still commits
+      // there: count from when the stored rows have stopped moving (a second without change).
+      let last = -1;
+      const storedAtDark = await until(
+        async () => {
+          const previous = last;
+          await hold(1_000);
+          last = (await storedKeys(job.jobId)).length;
+          return previous === last ? last : -1;
+        },
+        (n) => n >= 0,
+        'writes in flight at the cut to settle',
+        30_000,
+      );
       // Ten seconds dark; all along, whatever is generated and not stored is on disk (write-ahead),
       // not in memory waiting for the retries to give up. Read in this order: a row is on disk
       // before it is announced, and nothing is stored while dark.
@@ -202,11 +224,7 @@ describe.each(CLIENTS)('$name against the real server', (client) => {
       const exit = await exitWithin(pod, 180_000);
       expect(exit.code, pod.output).toBe(0);
 
-      const generated = sorted(pod.generated());
-      expect(generated).toHaveLength(client.plannedRows('long'));
-      const c = expectAccounting(client.counters(pod.output), pod.output);
-      expect(c).toMatchObject({ generated: generated.length, persisted: generated.length, rejected: 0, spooled: 0 });
-      expect(await storedKeys(job.jobId)).toEqual(generated);
+      const generated = await expectEverythingStored(client, pod, job.jobId, 'long');
       expect(existsSync(pod.spoolFile), 'the spool is gone').toBe(false);
       const detail = await server.client(job.user.token).jobs.get.query({ jobId: job.jobId });
       expect(detail.podReport?.counters).toEqual({ generated: generated.length, persisted: generated.length, spooled: 0, rejected: 0 });
@@ -223,9 +241,8 @@ describe.each(CLIENTS)('$name against the real server', (client) => {
       const pod = client.start(vars(job, proxy.url), { length: 'short', drainSeconds: 5, spoolDir });
       await until(() => storedKeys(job.jobId), (keys) => keys.length > 0, 'the first stored predictions', 60_000);
       proxy.hang();
-      // Training takes a few seconds, the bound 5 s, then the TypeScript trainer's final heartbeat
-      // waits out its 15 s request deadline: a client that waits out its retries (5 × 15 s) on
-      // the hung sockets misses this.
+      // Training takes a few seconds, the bound 5 s, then the final heartbeat gets at most that bound
+      // too: a client that waits out its retries (5 × 15 s) on the hung sockets misses this.
       const exit = await exitWithin(pod, 60_000);
       expect(exit.code, pod.output).toBe(client.exitWithRowsLeft);
 
@@ -287,11 +304,7 @@ describe.each(CLIENTS)('$name against the real server', (client) => {
     const pod = client.start({ JOB_ID: `${job.jobId}\n`, JOB_TOKEN: `${job.token}\n`, API_URL: `${server.url}\n` }, { length: 'short', drainSeconds: 30, spoolDir });
     const exit = await exitWithin(pod, 120_000);
     expect(exit.code, pod.output).toBe(0);
-    const generated = sorted(pod.generated());
-    expect(generated).toHaveLength(client.plannedRows('short'));
-    const c = expectAccounting(client.counters(pod.output), pod.output);
-    expect(c).toMatchObject({ generated: generated.length, persisted: generated.length, rejected: 0, spooled: 0 });
-    expect(await storedKeys(job.jobId)).toEqual(generated);
+    await expectEverythingStored(client, pod, job.jobId, 'short');
     expectNoCredential(pod.output, [job.token]);
   }, 120_000);
 
