@@ -9,7 +9,6 @@
 // own process and dies with it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +22,7 @@ import { PROJECT_ROOT } from './paths';
 import { ensureSpaBuilt } from './spa';
 import { expectedKeysFor, predictionKey, storedPredictionKeys } from './test-support/prediction-keys';
 import { until } from './test-support/wait';
+import { freePort, isAlive } from './test-support/processes';
 
 const SECRETS = { SESSION_SECRET: 'survives-session-'.padEnd(40, 's'), JOB_TOKEN_SECRET: 'survives-job-token-'.padEnd(40, 'j') };
 const ENDED: JobStatusName[] = ['completed', 'failed', 'cancelled'];
@@ -65,15 +65,6 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const address = probe.address();
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
 /** `npm start` as a person runs it, in one process (tsx as a loader, so kill -9 hits the server itself). */
 async function startServerProcess(dataDir: string, port: number): Promise<ServerProcess> {
   let output = '';
@@ -102,15 +93,6 @@ async function kill9(server: ServerProcess): Promise<void> {
   const exited = new Promise<void>((resolve) => server.child.once('exit', () => resolve()));
   server.child.kill('SIGKILL');
   await exited;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function signUp(url: string): Promise<{ api: ApiClient; token: string; datasetId: string; rowCount: number }> {

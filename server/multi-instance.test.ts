@@ -12,7 +12,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { EventSource } from 'eventsource';
@@ -24,6 +23,7 @@ import { ensureSpaBuilt } from './spa';
 import { createTestDatabase, type TestDatabase } from './test-support/database';
 import { startTestServer } from './test-support/server';
 import { until } from './test-support/wait';
+import { freePort } from './test-support/processes';
 
 const SHARED_SECRETS = { SESSION_SECRET: 's'.repeat(40), JOB_TOKEN_SECRET: 'j'.repeat(40) };
 
@@ -78,15 +78,6 @@ function instanceEnv(dataDir: string): Record<string, string> {
     DATA_DIR: dataDir,
     LOCAL_TRAINER_COMMAND: JSON.stringify([process.execPath, '-e', POD_STAND_IN, podDir, String(process.pid)]),
   };
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const address = probe.address();
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  if (!address || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 /** A real server process, as `npm start` runs it, on the shared Postgres database. */

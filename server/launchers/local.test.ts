@@ -23,6 +23,7 @@ import { until } from '../test-support/wait';
 import { expectedKeysFor, storedPredictionKeys } from '../test-support/prediction-keys';
 import { insertJob, setLauncherRef } from '../../db/queries/jobs';
 import { formatLocalRef, readLocalProcess } from './local';
+import { isAlive } from '../test-support/processes';
 
 const ENDED: JobStatusName[] = ['completed', 'failed', 'cancelled'];
 
@@ -118,15 +119,6 @@ interface StandInStart {
 type Order = { exit: number; stderr?: string } | { ignoreSigterm: true };
 
 const SECRETS = { SESSION_SECRET: 'session-secret-'.padEnd(40, 's'), JOB_TOKEN_SECRET: 'job-token-secret-'.padEnd(40, 'j') };
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** This process's living children, from the process table (zombies and the `ps` itself left out). */
 function livingChildren(): number[] {

@@ -93,3 +93,15 @@ export function createPodLogger(options: {
     error: (message) => write('error', message),
   };
 }
+
+/** A logger that keeps each line in memory as "level message": for driving a writer in tests and scenarios. */
+export function memoryLogger(): { log: PodLogger; lines: string[] } {
+  const lines: string[] = [];
+  const log: PodLogger = {
+    debug: (m) => lines.push(`debug ${m}`),
+    info: (m) => lines.push(`info ${m}`),
+    warn: (m) => lines.push(`warn ${m}`),
+    error: (m) => lines.push(`error ${m}`),
+  };
+  return { log, lines };
+}

@@ -11,9 +11,10 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { PredictionRowInput } from '../../server/contract/pod.schemas';
 import { hasUnstorableText, toStorableText } from '../../server/contract/text';
 import { createPodApi } from './api';
-import { PodConnection, type PodLogger } from './connection';
+import { PodConnection } from './connection';
 import { readSpoolFile, Spool } from './spool';
 import { PredictionWriter, type WriterOptions } from './writer';
+import { memoryLogger } from './logger';
 
 type Behaviour = 'ok' | 'error500' | 'html502' | 'error400' | 'error401' | 'error401ended' | 'error429' | 'html503' | 'hang' | 'destroy';
 
@@ -139,16 +140,6 @@ function rows(count: number, fromStep = 1, long = 0): PredictionRowInput[] {
   }));
 }
 
-function collectingLogger() {
-  const lines: string[] = [];
-  const log: PodLogger = {
-    debug: (m) => lines.push(`debug ${m}`),
-    info: (m) => lines.push(`info ${m}`),
-    warn: (m) => lines.push(`warn ${m}`),
-    error: (m) => lines.push(`error ${m}`),
-  };
-  return { log, lines };
-}
 
 let server: FakePodServer;
 let dir: string;
@@ -166,7 +157,7 @@ afterEach(async () => {
 });
 
 function makeWriter(options: { url?: string; timeoutMs?: number } & Partial<WriterOptions> = {}) {
-  const { log, lines } = collectingLogger();
+  const { log, lines } = memoryLogger();
   const connection = new PodConnection(createPodApi({ apiUrl: options.url ?? server.url, token: 'job-token', timeoutMs: options.timeoutMs ?? 2_000 }));
   const spool = new Spool(path.join(dir, 'job.jsonl'));
   const writer = new PredictionWriter({ connection, spool, log, maxAttempts: 3, retryBaseMs: 10, retryCapMs: 50, probeIntervalMs: 100, ...options });
@@ -317,7 +308,7 @@ describe('PredictionWriter', () => {
   });
 
   it('with no server (offline mode) writes everything to the spool and never blocks', async () => {
-    const { log } = collectingLogger();
+    const { log } = memoryLogger();
     const spool = new Spool(path.join(dir, 'local.jsonl'));
     const writer = new PredictionWriter({ connection: new PodConnection(null), spool, log });
     writer.enqueue(rows(10));
@@ -399,7 +390,7 @@ describe('PredictionWriter', () => {
 
   it('a refused token is said in one line that names the spool and how to sync, never the token', async () => {
     server.script = ['error401'];
-    const { log, lines } = collectingLogger();
+    const { log, lines } = memoryLogger();
     const token = 'eyJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJwb2QiLCJzdWIiOiJqb2IifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
     const connection = new PodConnection(createPodApi({ apiUrl: server.url, token, timeoutMs: 2_000 }));
     const writer = new PredictionWriter({ connection, spool: new Spool(path.join(dir, 'job.jsonl')), log, syncCommand: (file) => `API_URL=${server.url} npm run trainer -- sync --spool ${file}` });

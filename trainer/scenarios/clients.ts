@@ -13,11 +13,12 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobConfigInput } from '../../server/contract/job-config';
 import { createPodApi } from '../pod/api';
-import { PodConnection, type PodLogger } from '../pod/connection';
+import { PodConnection } from '../pod/connection';
 import { MetricsReporter } from '../pod/metrics';
 import { Spool, spoolFileFor } from '../pod/spool';
 import { PredictionWriter } from '../pod/writer';
 import { PYTHON_DIR, PYTHON_MISSING, python, spawnPython } from '../python/python-runner';
+import { memoryLogger } from '../pod/logger';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -173,13 +174,7 @@ export const typescriptTrainer: PodClient = {
   async runOutputs(vars, scenario, spoolDir) {
     // The model's outputs cannot be chosen in the toy model of main.ts: the writer and metrics
     // sender main.ts runs are driven here instead, with the same connection and spool.
-    const lines: string[] = [];
-    const log: PodLogger = {
-      debug: (m) => lines.push(`debug ${m}`),
-      info: (m) => lines.push(`info ${m}`),
-      warn: (m) => lines.push(`warn ${m}`),
-      error: (m) => lines.push(`error ${m}`),
-    };
+    const { log, lines } = memoryLogger();
     const connection = new PodConnection(createPodApi({ apiUrl: vars.API_URL, token: vars.JOB_TOKEN }));
     const spool = new Spool(spoolFileFor(spoolDir, vars.JOB_ID));
     const writer = new PredictionWriter({ connection, spool, log });
