@@ -39,16 +39,19 @@ export const predictionRow = z.object({
 });
 export type PredictionRowInput = z.infer<typeof predictionRow>;
 
+/** 1 to PREDICTION_BATCH_MAX rows of anything: the rows themselves are validated one by one. */
+function rowBatch(field: string) {
+  return z
+    .array(z.unknown())
+    .min(1, `${field} must hold at least one row`)
+    .max(PREDICTION_BATCH_MAX, `${field} holds at most ${PREDICTION_BATCH_MAX} rows per batch; split the batch`);
+}
+
 /**
  * The batch is checked for shape and size here; each row is validated on its own by the
  * service, so one bad row is reported by index while the good ones are stored.
  */
-export const writePredictionsInput = z.object({
-  predictions: z
-    .array(z.unknown())
-    .min(1, 'predictions must hold at least one row')
-    .max(PREDICTION_BATCH_MAX, `predictions holds at most ${PREDICTION_BATCH_MAX} rows per batch; split the batch`),
-});
+export const writePredictionsInput = z.object({ predictions: rowBatch('predictions') });
 /** The ledger reason of rows refused because their step is already stored under another epoch (steps must be global). */
 export const STEP_NOT_GLOBAL = 'step_not_global';
 
@@ -109,12 +112,7 @@ export const metricRow = z.object({
 });
 export type MetricRowInput = z.output<typeof metricRow>;
 /** Like predictions, each metric row is validated on its own: one bad row never fails its batch. */
-export const writeMetricsInput = z.object({
-  metrics: z
-    .array(z.unknown())
-    .min(1, 'metrics must hold at least one row')
-    .max(PREDICTION_BATCH_MAX, `metrics holds at most ${PREDICTION_BATCH_MAX} rows per batch; split the batch`),
-});
+export const writeMetricsInput = z.object({ metrics: rowBatch('metrics') });
 export const writeMetricsOutput = z.object({
   inserted: z.number().int(),
   /** Points already stored for (name, step) with the same value. */
