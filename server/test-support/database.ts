@@ -2,7 +2,9 @@
 // cloned from the migrated template when TEST_DATABASE_URL is set. Tests never mock the database.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { sql } from 'drizzle-orm';
+import { getTableName, is, sql } from 'drizzle-orm';
+import { PgTable } from 'drizzle-orm/pg-core';
+import * as schema from '../../db/schema';
 import { inject } from 'vitest';
 import { openDatabase, type Database } from '../../db/client';
 import { testEnv } from './test-env';
@@ -47,8 +49,10 @@ async function withAdmin<T>(url: string, work: (client: pg.Client) => Promise<T>
   }
 }
 
+/** Every table the schema declares, so a new table is emptied between tests without a list to keep. */
+const ALL_TABLES = (Object.values(schema) as unknown[]).flatMap((value) => (is(value, PgTable) ? [getTableName(value)] : []));
+
 async function truncateAll(database: Database): Promise<void> {
-  await database.db.execute(
-    sql`TRUNCATE users, datasets, training_jobs, training_predictions, prediction_epoch_stats, training_metrics, job_events, job_logs RESTART IDENTITY CASCADE`,
-  );
+  const names = sql.join(ALL_TABLES.map((name) => sql.identifier(name)), sql`, `);
+  await database.db.execute(sql`TRUNCATE ${names} RESTART IDENTITY CASCADE`);
 }
