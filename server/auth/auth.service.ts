@@ -3,27 +3,18 @@
 import { AppError } from '../errors';
 import type { AppDeps } from '../deps';
 import type { CredentialsInput, PublicUser, SessionOutput } from '../contract/auth.schemas';
-import { findUserForLogin, getUser, insertUser, type UserRecord } from '../../db/queries/users';
-import { burnPasswordCheck, hashPassword, verifyPassword } from './passwords';
+import { findUserForLogin, getUser, type UserRecord } from '../../db/queries/users';
+import { burnPasswordCheck, verifyPassword } from './passwords';
 import { signSessionToken } from './tokens';
-import { addExampleDataset } from '../datasets/datasets.service';
 
 export function toPublicUser(user: UserRecord): PublicUser {
   return { id: user.id, email: user.email, createdAt: user.createdAt.toISOString() };
 }
 
-async function session(deps: AppDeps, user: UserRecord): Promise<SessionOutput> {
+/** Issues a session for a user who has just proven who they are (sign-in or sign-up). */
+export async function startSession(deps: AppDeps, user: UserRecord): Promise<SessionOutput> {
   const token = await signSessionToken(deps.secrets.session, user.id, deps.config.sessionTtlSeconds);
   return { token, user: toPublicUser(user) };
-}
-
-export async function register(deps: AppDeps, input: CredentialsInput): Promise<SessionOutput> {
-  const passwordHash = await hashPassword(input.password);
-  const user = await insertUser(deps.database.db, { email: input.email, passwordHash });
-  if (!user) throw new AppError('CONFLICT', 'An account with this email already exists; sign in instead', { field: 'email' });
-  // Every account starts with a dataset it can deploy at once.
-  await addExampleDataset(deps, user.id);
-  return session(deps, user);
 }
 
 export async function login(deps: AppDeps, input: CredentialsInput, clientIp: string): Promise<SessionOutput> {
@@ -42,7 +33,7 @@ export async function login(deps: AppDeps, input: CredentialsInput, clientIp: st
     throw new AppError('UNAUTHORIZED', 'Email or password is incorrect');
   }
   byEmail.reset(input.email);
-  return session(deps, { id: found.id, email: found.email, createdAt: found.createdAt });
+  return startSession(deps, { id: found.id, email: found.email, createdAt: found.createdAt });
 }
 
 export async function me(deps: AppDeps, userId: string): Promise<PublicUser> {

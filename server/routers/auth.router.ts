@@ -1,6 +1,7 @@
 // auth.register, auth.login, auth.me
 import { credentialsInput, publicUser, sessionOutput } from '../contract/auth.schemas';
-import { login, me, register } from '../auth/auth.service';
+import { login, me } from '../auth/auth.service';
+import { register } from '../auth/signup';
 import { publicProcedure, router, userProcedure } from '../trpc/init';
 
 export const authRouter = router({

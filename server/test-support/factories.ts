@@ -2,7 +2,7 @@
 // password hashes and tokens are the real thing.
 import { randomBytes } from 'node:crypto';
 import type { AppDeps } from '../deps';
-import { register } from '../auth/auth.service';
+import { register } from '../auth/signup';
 import { uploadDataset } from '../datasets/datasets.service';
 import { deployJob } from '../jobs/jobs.service';
 import { jobConfig, type PredictionsConfig, type TrainingConfig } from '../contract/job-config';
