@@ -15,6 +15,7 @@ import { applyJobUpdate } from '../lib/job-cache';
 import { Link } from '../lib/router';
 import { useTRPC } from '../lib/trpc';
 import { DiagnosticsTab } from './job/DiagnosticsTab';
+import type { JobDetail } from './job/job-detail';
 import { LogsTab } from './job/LogsTab';
 import { PredictionsTab } from './job/PredictionsTab';
 
@@ -28,7 +29,6 @@ export const JOB_TABS = [
   { id: 'logs', label: 'Logs' },
 ] as const;
 export type JobTab = (typeof JOB_TABS)[number]['id'];
-export type JobDetail = RouterOutputs['jobs']['get'];
 
 export function isJobTab(value: string): value is JobTab {
   return JOB_TABS.some((tab) => tab.id === value);

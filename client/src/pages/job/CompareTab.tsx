@@ -12,7 +12,7 @@ import { Loading, QueryError } from '../../components/QueryError';
 import { ALTERED_EXPLANATION, formatScore, isLive, plural } from '../../lib/format';
 import { useTRPC } from '../../lib/trpc';
 import { wordDiff } from '../../lib/word-diff';
-import type { JobDetail } from '../JobPage';
+import type { JobDetail } from './job-detail';
 
 type ComparePage = RouterOutputs['predictions']['compare'];
 type Sample = ComparePage['samples'][number];

@@ -7,7 +7,7 @@ import { isLive, timeAgo } from '../../lib/format';
 import { useNow } from '../../lib/hooks';
 import { withInlineCode } from '../../lib/inline-code';
 import { useTRPC } from '../../lib/trpc';
-import type { JobDetail } from '../JobPage';
+import type { JobDetail } from './job-detail';
 
 type Check = RouterOutputs['diagnostics']['job']['checks'][number];
 

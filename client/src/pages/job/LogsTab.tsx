@@ -5,7 +5,7 @@ import type { RouterOutputs } from '../../../api/client';
 import { errorDetails } from '../../../api/client';
 import { isLive } from '../../lib/format';
 import { useTRPCClient } from '../../lib/trpc';
-import type { JobDetail } from '../JobPage';
+import type { JobDetail } from './job-detail';
 
 type LogLine = RouterOutputs['jobs']['logs']['lines'][number];
 

@@ -4,7 +4,7 @@ import { lazy, Suspense } from 'react';
 import { Loading, QueryError } from '../../components/QueryError';
 import { isLive } from '../../lib/format';
 import { useTRPC } from '../../lib/trpc';
-import type { JobDetail } from '../JobPage';
+import type { JobDetail } from './job-detail';
 
 const MetricsChart = lazy(() => import('./MetricsChart'));
 

@@ -13,7 +13,7 @@ import { ALTERED_EXPLANATION, formatScore, isLive, plural, TRIGGER_LABEL } from 
 import { useDebounced } from '../../lib/hooks';
 import { Link } from '../../lib/router';
 import { useTRPC } from '../../lib/trpc';
-import type { JobDetail } from '../JobPage';
+import type { JobDetail } from './job-detail';
 import { MetricsPanel } from './MetricsPanel';
 
 type Prediction = RouterOutputs['predictions']['list']['items'][number];
