@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiClient } from '../../client/api/client';
-import { expectedPredictionPoints } from '../../trainer/model/schedule';
+import { expectedPredictionPoints } from '../../trainer/demo-model/schedule';
 import { jobConfig, type JobConfigInput } from '../contract/job-config';
 import type { JobStatusName } from '../contract/statuses';
 import { EXAMPLE_DATASET_NAME } from '../datasets/datasets.service';
