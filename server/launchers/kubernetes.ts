@@ -1,60 +1,21 @@
-// The Kubernetes launcher: one batch/v1 Job per training job, in one namespace, through
-// @kubernetes/client-node. The job token goes into a per-job Secret (never into the Job spec)
-// that the Job owns, so both go together. The end of a Job is read from its conditions by a
-// poll of the Jobs this server manages (found by label), so a Job started by another instance,
-// or before a restart, is still seen to end. Pod logs arrive through pod.log, not from here.
-import { homedir } from 'node:os';
-import path from 'node:path';
-import { existsSync } from 'node:fs';
+// The Kubernetes launcher: one batch/v1 Job per training job, in one namespace. The job token
+// goes into a per-job Secret (never into the Job spec) that the Job owns, so both go together; the
+// objects themselves are built in kubernetes-spec.ts, the client calls wrapped in
+// kubernetes-client.ts. The end of a Job is read from its conditions by a poll of the Jobs this
+// server manages (found by label), so a Job started by another instance, or before a restart, is
+// still seen to end. Pod logs arrive through pod.log, not from here.
 import type * as K8s from '@kubernetes/client-node';
-import type { KubeConfigSource, KubernetesSettings } from '../env';
+import type { KubernetesSettings } from '../env';
 import { describeError } from '../log-safe';
+import { call, deleteIgnoringMissing, describe, loadKubeConfig, type K8sModule } from './kubernetes-client';
+import { JOB_ID_LABEL, jobLabels, jobSpec, kubernetesNames, MANAGED_BY_LABEL, MANAGER, outcomeOf, secretSpec, USER_ID_LABEL } from './kubernetes-spec';
 import type { Launcher, LauncherEvents, LaunchRequest } from './types';
-
-type K8sModule = typeof K8s;
-
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-export const MANAGER = 'predictions-server';
-export const JOB_ID_LABEL = 'predictions/job-id';
-export const USER_ID_LABEL = 'predictions/user-id';
-const TOKEN_KEY = 'JOB_TOKEN';
-const CONTAINER_NAME = 'trainer';
 
 export interface KubernetesLauncherOptions {
   settings: KubernetesSettings;
   events: LauncherEvents;
   /** The cluster and credentials; by default loaded from settings.kubeconfig. Tests pass their own. */
   kubeConfig?: (k8s: K8sModule) => K8s.KubeConfig;
-}
-
-/** Kubernetes object names for a job: DNS labels, 63 characters at most (a uuid leaves room). */
-export function kubernetesNames(jobId: string): { job: string; secret: string } {
-  return { job: `predictions-${jobId}`, secret: `predictions-${jobId}-token` };
-}
-
-export function loadKubeConfig(k8s: K8sModule, source: KubeConfigSource): K8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
-  if (source.kind === 'in-cluster') {
-    kc.loadFromCluster();
-    return kc;
-  }
-  // KUBECONFIG may list several files, as kubectl allows; they are merged in order.
-  const files =
-    source.kind === 'file' ? source.path.split(path.delimiter).filter(Boolean) : [path.join(homedir(), '.kube', 'config')];
-  const present = files.filter((file) => existsSync(file));
-  const [first, ...rest] = present;
-  if (!first) {
-    throw new Error(
-      `no kubeconfig found at ${files.join(', ')}: set KUBECONFIG, run the server inside the cluster, or create ~/.kube/config`,
-    );
-  }
-  kc.loadFromFile(first);
-  for (const file of rest) {
-    const more = new k8s.KubeConfig();
-    more.loadFromFile(file);
-    kc.mergeConfig(more);
-  }
-  return kc;
 }
 
 interface Tracked {
@@ -148,16 +109,10 @@ export function createKubernetesLauncher(options: KubernetesLauncherOptions): La
   async function start(request: LaunchRequest) {
     const { k8s, batch, core } = await api();
     const names = kubernetesNames(request.jobId);
-    const labels = { [MANAGED_BY_LABEL]: MANAGER, [JOB_ID_LABEL]: request.jobId, [USER_ID_LABEL]: request.userId };
-
-    const secret: K8s.V1Secret = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: names.secret, namespace, labels },
-      type: 'Opaque',
-      stringData: { [TOKEN_KEY]: request.env.JOB_TOKEN },
-    };
-    await call(k8s, `create the Secret ${names.secret}`, () => core.createNamespacedSecret({ namespace, body: secret }));
+    const labels = jobLabels(request);
+    await call(k8s, `create the Secret ${names.secret}`, () =>
+      core.createNamespacedSecret({ namespace, body: secretSpec(namespace, request, names, labels) }),
+    );
 
     let created: K8s.V1Job;
     try {
@@ -218,115 +173,4 @@ export function createKubernetesLauncher(options: KubernetesLauncherOptions): La
       await polling;
     },
   };
-}
-
-function jobSpec(
-  settings: KubernetesSettings,
-  request: LaunchRequest,
-  names: { job: string; secret: string },
-  labels: Record<string, string>,
-): K8s.V1Job {
-  const resources: Record<string, string> = {};
-  if (settings.gpuCount > 0) resources[settings.gpuResource] = String(settings.gpuCount);
-  if (settings.cpu) resources.cpu = settings.cpu;
-  if (settings.memory) resources.memory = settings.memory;
-  const hasResources = Object.keys(resources).length > 0;
-  return {
-    apiVersion: 'batch/v1',
-    kind: 'Job',
-    metadata: { name: names.job, namespace: settings.namespace, labels },
-    spec: {
-      // A failed training run is reported, not silently retried with the same token.
-      backoffLimit: 0,
-      ttlSecondsAfterFinished: settings.ttlSecondsAfterFinished,
-      template: {
-        metadata: { labels },
-        spec: {
-          restartPolicy: 'Never',
-          // The pod holds one credential, its job token; it gets no Kubernetes API token.
-          automountServiceAccountToken: false,
-          ...(Object.keys(settings.nodeSelector).length > 0 ? { nodeSelector: settings.nodeSelector } : {}),
-          ...(settings.tolerations.length > 0 ? { tolerations: settings.tolerations } : {}),
-          ...(settings.imagePullSecret ? { imagePullSecrets: [{ name: settings.imagePullSecret }] } : {}),
-          containers: [
-            {
-              name: CONTAINER_NAME,
-              image: settings.image,
-              command: settings.command,
-              env: [
-                { name: 'JOB_ID', value: request.env.JOB_ID },
-                { name: 'API_URL', value: request.env.API_URL },
-                { name: 'JOB_TOKEN', valueFrom: { secretKeyRef: { name: names.secret, key: TOKEN_KEY } } },
-              ],
-              // Extended resources (GPUs) must have requests equal to limits; the same for all keeps it simple.
-              ...(hasResources ? { resources: { requests: resources, limits: { ...resources } } } : {}),
-              securityContext: { allowPrivilegeEscalation: false },
-            },
-          ],
-        },
-      },
-    },
-  };
-}
-
-/** A finished Job's outcome from its conditions; undefined while it runs. */
-export function outcomeOf(job: K8s.V1Job): { ok: boolean; error?: string } | undefined {
-  const conditions = job.status?.conditions ?? [];
-  const failed = conditions.find((c) => c.type === 'Failed' && c.status === 'True');
-  if (failed) {
-    const why = [failed.reason, failed.message].filter(Boolean).join(': ');
-    return { ok: false, error: `The Kubernetes Job failed${why ? ` (${why})` : ''}. The pod's last log lines are on the job page.` };
-  }
-  if (conditions.some((c) => c.type === 'Complete' && c.status === 'True')) return { ok: true };
-  return undefined;
-}
-
-/** Runs a Kubernetes call, turning its ApiException into an Error whose message the job can show. */
-async function call<T>(k8s: K8sModule, what: string, run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    if (error instanceof k8s.ApiException) {
-      throw new KubernetesApiError(error.code, `Kubernetes refused to ${what} (HTTP ${error.code}): ${statusMessage(error.body)}`);
-    }
-    throw new Error(`Could not reach Kubernetes to ${what}: ${describe(error)}`);
-  }
-}
-
-class KubernetesApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'KubernetesApiError';
-  }
-}
-
-async function deleteIgnoringMissing(run: () => Promise<unknown>): Promise<void> {
-  try {
-    await run();
-  } catch (error) {
-    if (error instanceof KubernetesApiError && error.status === 404) return;
-    if (typeof error === 'object' && error !== null && 'code' in error && error.code === 404) return;
-    throw error;
-  }
-}
-
-/** The message of a Kubernetes Status body (JSON text), or the text itself, kept short. */
-function statusMessage(body: unknown): string {
-  if (typeof body === 'string') {
-    try {
-      const parsed = JSON.parse(body) as unknown;
-      if (typeof parsed === 'object' && parsed !== null && 'message' in parsed && typeof parsed.message === 'string') return parsed.message;
-    } catch {
-      // Not JSON: show the text.
-    }
-    return body.slice(0, 500) || 'no message';
-  }
-  return 'no message';
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
