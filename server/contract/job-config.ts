@@ -6,6 +6,7 @@ export const LAUNCHERS = ['local', 'manual', 'kubernetes', 'runpod'] as const;
 export type LauncherName = (typeof LAUNCHERS)[number];
 
 export const EVAL_STRATEGIES = ['no', 'epoch', 'steps'] as const;
+export type EvalStrategy = (typeof EVAL_STRATEGIES)[number];
 export const SAMPLE_FREQUENCIES = ['eval', 'epoch', 'steps'] as const;
 export type SampleFrequency = (typeof SAMPLE_FREQUENCIES)[number];
 

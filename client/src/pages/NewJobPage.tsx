@@ -2,14 +2,12 @@
 // changes (debounced), each problem shown beside the setting it names; deploy stays disabled
 // while any error stands. A manual job's pod environment is shown once, right after deploy.
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { useEffect, useId, useMemo, useState, type FormEvent, type ReactNode } from 'react';
+import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { errorDetails, type RouterInputs, type RouterOutputs } from '../../api/client';
-import {
-  predictionsConfig,
-  trainingConfig,
-  type LauncherName,
-  type SampleFrequency,
-} from '../../../server/contract/job-config';
+import type { EvalStrategy, SampleFrequency } from '../../../server/contract/job-config';
+import { ChoiceGrid } from '../components/form/ChoiceGrid';
+import { Field, NumberField } from '../components/form/Field';
+import { ProblemList } from '../components/form/ProblemList';
 import { PodEnvDialog } from '../components/PodEnvDialog';
 import { Loading, QueryError } from '../components/QueryError';
 import { TRIGGER_LABEL } from '../lib/format';
@@ -17,64 +15,7 @@ import { useDebounced } from '../lib/hooks';
 import { navigate } from '../lib/router';
 import { useTRPC } from '../lib/trpc';
 import { DatasetUpload } from './DatasetUpload';
-
-type Problem = RouterOutputs['jobs']['validateConfig']['problems'][number];
-type EvalStrategy = 'no' | 'epoch' | 'steps';
-
-const TRAINING_DEFAULTS = trainingConfig.parse({});
-const PREDICTION_DEFAULTS = predictionsConfig.parse({});
-
-interface FormState {
-  name: string;
-  datasetId: string;
-  launcher: LauncherName;
-  epochs: string;
-  batchSize: string;
-  learningRate: string;
-  evalStrategy: EvalStrategy;
-  evalSteps: string;
-  seed: string;
-  predictionsEnabled: boolean;
-  sampleFrequency: SampleFrequency;
-  sampleCount: string;
-  stepInterval: string;
-  maxNewTokens: string;
-}
-
-const INITIAL: FormState = {
-  name: '',
-  datasetId: '',
-  launcher: 'local',
-  epochs: String(TRAINING_DEFAULTS.epochs),
-  batchSize: String(TRAINING_DEFAULTS.batchSize),
-  learningRate: String(TRAINING_DEFAULTS.learningRate),
-  evalStrategy: TRAINING_DEFAULTS.evalStrategy,
-  evalSteps: '',
-  seed: String(TRAINING_DEFAULTS.seed),
-  predictionsEnabled: PREDICTION_DEFAULTS.enabled,
-  sampleFrequency: PREDICTION_DEFAULTS.sampleFrequency,
-  sampleCount: String(PREDICTION_DEFAULTS.sampleCount),
-  stepInterval: '',
-  maxNewTokens: String(PREDICTION_DEFAULTS.maxNewTokens),
-};
-
-/** How each launcher is named in the form; what it does comes from the server (launchers.list). */
-const LAUNCHER_TITLES: Record<LauncherName, string> = {
-  local: 'On this server',
-  manual: 'Manual',
-  kubernetes: 'Kubernetes',
-  runpod: 'RunPod',
-};
-
-type LauncherInfo = RouterOutputs['launchers']['list']['items'][number];
-
-/** The settings an operator chose for a launcher, in a line: "image ghcr.io/…, gpuCount 1". */
-function launcherSettings(launcher: LauncherInfo): string {
-  return Object.entries(launcher.settings)
-    .filter(([, value]) => value !== null && value !== '' && typeof value !== 'boolean')
-    .map(([key, value]) => `${key} ${String(value)}`)
-    .join(' · ');
-}
+import { buildConfig, defaultName, FORM_FIELDS, INITIAL, LAUNCHER_TITLES, launcherSettings, type FormState, type Problem } from './new-job/form-model';
 
 const TRIGGER_CHOICES: { value: SampleFrequency; explain: string }[] = [
   { value: 'eval', explain: 'Samples right after the trainer evaluates, so scores and predictions line up. Needs evaluation on.' },
@@ -87,69 +28,6 @@ const EVAL_CHOICES: { value: EvalStrategy; label: string }[] = [
   { value: 'steps', label: 'Every N steps' },
   { value: 'no', label: 'No evaluation' },
 ];
-
-/** Fields the form shows; a problem about any other path is listed at the top. */
-const FORM_FIELDS = new Set([
-  'name',
-  'datasetId',
-  'launcher',
-  'training.epochs',
-  'training.batchSize',
-  'training.learningRate',
-  'training.evalStrategy',
-  'training.evalSteps',
-  'training.seed',
-  'predictions.enabled',
-  'predictions.sampleFrequency',
-  'predictions.sampleCount',
-  'predictions.stepInterval',
-  'predictions.maxNewTokens',
-]);
-
-function defaultName(): string {
-  const now = new Date();
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return `run ${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())} ${pad(now.getHours())}:${pad(now.getMinutes())}`;
-}
-
-/** The config as the server wants it, plus the problems only the browser can see (unparsable numbers). */
-function buildConfig(form: FormState): { config: Record<string, unknown>; local: Problem[] } {
-  const local: Problem[] = [];
-  const number = (field: string, raw: string, integer: boolean): number | undefined => {
-    const text = raw.trim();
-    const value = Number(text);
-    if (text === '' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
-      local.push({
-        severity: 'error',
-        field,
-        message: text === '' ? 'Enter a value.' : integer ? `"${text}" is not a whole number.` : `"${text}" is not a number.`,
-        fix: '',
-      });
-      return undefined;
-    }
-    return value;
-  };
-  const training: Record<string, unknown> = {
-    epochs: number('training.epochs', form.epochs, true),
-    batchSize: number('training.batchSize', form.batchSize, true),
-    learningRate: number('training.learningRate', form.learningRate, false),
-    evalStrategy: form.evalStrategy,
-    seed: number('training.seed', form.seed, true),
-  };
-  if (form.evalStrategy === 'steps' && form.evalSteps.trim() !== '') training.evalSteps = number('training.evalSteps', form.evalSteps, true);
-  const predictions: Record<string, unknown> = {
-    enabled: form.predictionsEnabled,
-    sampleFrequency: form.sampleFrequency,
-    sampleCount: number('predictions.sampleCount', form.sampleCount, true),
-    maxNewTokens: number('predictions.maxNewTokens', form.maxNewTokens, true),
-  };
-  if (form.sampleFrequency === 'steps' && form.stepInterval.trim() !== '') {
-    predictions.stepInterval = number('predictions.stepInterval', form.stepInterval, true);
-  }
-  const config = { datasetId: form.datasetId, launcher: form.launcher, training, predictions };
-  // JSON drops the undefined values: the server then checks the rest with its defaults.
-  return { config: JSON.parse(JSON.stringify(config)) as Record<string, unknown>, local };
-}
 
 export function NewJobPage() {
   const trpc = useTRPC();
@@ -394,126 +272,5 @@ export function NewJobPage() {
         <PodEnvDialog pod={deployed.pod} closeLabel="Go to the job page" onClose={() => navigate(`/jobs/${deployed.job.id}`)} />
       )}
     </>
-  );
-}
-
-interface FieldControlProps {
-  id: string;
-  'aria-invalid': boolean;
-  'aria-describedby': string | undefined;
-}
-
-function Field({
-  label,
-  field,
-  problems,
-  hint,
-  wide = false,
-  children,
-}: {
-  wide?: boolean;
-  label: string;
-  field: string;
-  problems: Problem[];
-  hint?: string;
-  children: (props: FieldControlProps) => ReactNode;
-}) {
-  const id = useId();
-  const describedBy = [problems.length ? `${id}-problems` : null, hint ? `${id}-hint` : null].filter(Boolean).join(' ') || undefined;
-  return (
-    <div className={wide ? 'field field-wide' : 'field'} data-field={field}>
-      <label htmlFor={id}>{label}</label>
-      {children({ id, 'aria-invalid': problems.some((p) => p.severity === 'error'), 'aria-describedby': describedBy })}
-      {hint && (
-        <p className="hint" id={`${id}-hint`}>
-          {hint}
-        </p>
-      )}
-      <ProblemList problems={problems} id={`${id}-problems`} />
-    </div>
-  );
-}
-
-/** Radio choices as cards: a title, what the choice does, and optionally its settings. */
-function ChoiceGrid<T extends string>({
-  name,
-  value,
-  choices,
-  onChange,
-}: {
-  name: string;
-  value: T;
-  choices: { value: T; title: string; explain: string; settings?: string }[];
-  onChange: (value: T) => void;
-}) {
-  return (
-    <div className="choice-grid">
-      {choices.map((choice) => (
-        <label key={choice.value} className={value === choice.value ? 'choice choice-selected' : 'choice'}>
-          <input type="radio" name={name} value={choice.value} checked={value === choice.value} onChange={() => onChange(choice.value)} />
-          <span>
-            <span className="choice-title">{choice.title}</span>
-            <span className="choice-explain">{choice.explain}</span>
-            {choice.settings && <span className="choice-settings">{choice.settings}</span>}
-          </span>
-        </label>
-      ))}
-    </div>
-  );
-}
-
-/** A number input in a Field; kept as text so a half-typed value is the user's, not NaN. */
-function NumberField({
-  value,
-  onChange,
-  min,
-  max,
-  decimal = false,
-  disabled = false,
-  ...field
-}: Omit<Parameters<typeof Field>[0], 'children'> & {
-  value: string;
-  onChange: (value: string) => void;
-  min: number;
-  max?: number;
-  decimal?: boolean;
-  disabled?: boolean;
-}) {
-  return (
-    <Field {...field}>
-      {(props) => (
-        <input
-          {...props}
-          type="number"
-          inputMode={decimal ? 'decimal' : 'numeric'}
-          step={decimal ? 'any' : undefined}
-          min={min}
-          max={max}
-          value={value}
-          disabled={disabled}
-          onChange={(e) => onChange(e.target.value)}
-        />
-      )}
-    </Field>
-  );
-}
-
-function ProblemList({ problems, id }: { problems: Problem[]; id: string }) {
-  if (problems.length === 0) return null;
-  return (
-    <ul className="problems" id={id}>
-      {problems.map((problem, index) => (
-        <li key={index} className={`problem problem-${problem.severity}`} data-testid={`problem-${problem.severity}`}>
-          <span className="problem-icon" aria-hidden="true">
-            {problem.severity === 'error' ? '✕' : '!'}
-          </span>
-          <span>
-            <span className="visually-hidden">{problem.severity === 'error' ? 'Error: ' : 'Warning: '}</span>
-            {problem.message}
-            {problem.fix && <span className="problem-fix"> {problem.fix}</span>}
-          </span>
-        </li>
-      ))}
-    </ul>
   );
 }
