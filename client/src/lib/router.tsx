@@ -20,12 +20,13 @@ export function useLocation(): { path: string; search: URLSearchParams } {
   return { path, search: new URLSearchParams(query) };
 }
 
-export function navigate(to: string, options: { replace?: boolean } = {}): void {
+/** Goes to `to`; `replace` rewrites the current entry, `keepScroll` stays where the reader is (a filter changed, not the page). */
+export function navigate(to: string, options: { replace?: boolean; keepScroll?: boolean } = {}): void {
   if (to === currentLocation()) return;
   if (options.replace) window.history.replaceState(null, '', to);
   else window.history.pushState(null, '', to);
   for (const listener of listeners) listener();
-  window.scrollTo(0, 0);
+  if (!options.keepScroll) window.scrollTo(0, 0);
 }
 
 /** Matches "/jobs/:jobId/:tab?" style patterns; returns the params or null. */

@@ -55,6 +55,7 @@ export function JobPage({ jobId, tab }: { jobId: string; tab: JobTab }) {
         trpc.jobs.metrics.queryKey({ jobId }),
         trpc.predictions.pathKey(),
         trpc.diagnostics.job.queryKey({ jobId }),
+        trpc.jobs.logs.queryKey({ jobId }),
       ]) {
         void queryClient.invalidateQueries({ queryKey: key });
       }

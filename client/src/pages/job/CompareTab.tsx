@@ -4,19 +4,23 @@
 // Samples come a page at a time; the page always says how many of how many it shows, and the
 // mean F1 covers every sample, loaded or not.
 import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
-import { Fragment, useMemo, useState } from 'react';
+import { Fragment, useMemo } from 'react';
 import type { RouterOutputs } from '../../../api/client';
 import { COMPARE_EPOCHS_MAX, COMPARE_PAGE_DEFAULT } from '../../../../server/contract/predictions.schemas';
 import { ExpandableText } from '../../components/ExpandableText';
 import { Loading, QueryError } from '../../components/QueryError';
 import { ALTERED_EXPLANATION, formatScore, isLive, plural } from '../../lib/format';
+import { liveRefetchInterval } from '../../lib/live';
+import { parseIntegerListParam, useSearchParam } from '../../lib/url-state';
 import { useTRPC } from '../../lib/trpc';
 import { wordDiff } from '../../lib/word-diff';
 import type { JobDetail } from './job-detail';
 
 type ComparePage = RouterOutputs['predictions']['compare'];
 type Sample = ComparePage['samples'][number];
-type Outcome = 'improved' | 'regressed' | 'unchanged' | 'incomplete';
+const OUTCOMES = ['improved', 'regressed', 'unchanged', 'incomplete'] as const;
+type Outcome = (typeof OUTCOMES)[number];
+const isOutcome = (value: string | null): value is Outcome => OUTCOMES.some((o) => o === value);
 
 /** The pages loaded so far, joined: the totals and means are the server's, over every sample. */
 interface Comparison extends Omit<ComparePage, 'samples' | 'nextCursor' | 'limit'> {
@@ -44,14 +48,18 @@ function outcomeOf(sample: Sample): Outcome {
 export default function CompareTab({ job }: { job: JobDetail }) {
   const trpc = useTRPC();
   const live = isLive(job.status);
-  const epochs = useQuery({ ...trpc.predictions.epochs.queryOptions({ jobId: job.id }), refetchInterval: live ? 5_000 : false });
-  const [chosen, setChosen] = useState<number[] | null>(null);
-  const [show, setShow] = useState<Outcome | 'all'>('all');
+  const epochs = useQuery({ ...trpc.predictions.epochs.queryOptions({ jobId: job.id }), refetchInterval: liveRefetchInterval(live) });
+  // The chosen epochs and the outcome filter live in the address (?epochs=1,4&show=regressed).
+  const [epochsParam, setEpochsParam] = useSearchParam('epochs');
+  const [showParam, setShowParam] = useSearchParam('show');
+  const chosen = useMemo(() => parseIntegerListParam(epochsParam), [epochsParam]);
+  const show: Outcome | 'all' = isOutcome(showParam) ? showParam : 'all';
+  const setShow = (outcome: Outcome | 'all') => setShowParam(outcome === 'all' ? null : outcome);
 
   const available = useMemo(() => epochs.data?.map((e) => e.epoch) ?? [], [epochs.data]);
   // Until the user picks, compare the first epoch with the latest one.
   const selected = useMemo(() => {
-    if (chosen) return [...chosen].sort((a, b) => a - b);
+    if (chosen) return chosen;
     const first = available[0];
     const last = available.at(-1);
     if (first === undefined || last === undefined) return [];
@@ -64,7 +72,7 @@ export default function CompareTab({ job }: { job: JobDetail }) {
       { getNextPageParam: (page) => page.nextCursor ?? undefined },
     ),
     enabled: selected.length > 0,
-    refetchInterval: live ? 5_000 : false,
+    refetchInterval: liveRefetchInterval(live),
   });
   const comparison = useMemo((): Comparison | undefined => {
     const loaded = pages.data?.pages;
@@ -76,7 +84,8 @@ export default function CompareTab({ job }: { job: JobDetail }) {
 
   const toggle = (epoch: number) => {
     const next = selected.includes(epoch) ? selected.filter((e) => e !== epoch) : [...selected, epoch];
-    setChosen(next);
+    // "none" keeps an emptied selection empty (no parameter means "first and latest").
+    setEpochsParam(next.length === 0 ? 'none' : [...next].sort((a, b) => a - b).join(','));
   };
 
   if (epochs.isPending) return <Loading label="Loading epochs…" />;

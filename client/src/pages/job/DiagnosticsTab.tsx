@@ -4,6 +4,7 @@ import { useQuery } from '@tanstack/react-query';
 import type { RouterOutputs } from '../../../api/client';
 import { Loading, QueryError } from '../../components/QueryError';
 import { isLive, timeAgo } from '../../lib/format';
+import { liveRefetchInterval } from '../../lib/live';
 import { useNow } from '../../lib/hooks';
 import { withInlineCode } from '../../lib/inline-code';
 import { useTRPC } from '../../lib/trpc';
@@ -20,7 +21,7 @@ export function DiagnosticsTab({ job }: { job: JobDetail }) {
   const live = isLive(job.status);
   const diagnostics = useQuery({
     ...trpc.diagnostics.job.queryOptions({ jobId: job.id }),
-    refetchInterval: live ? 5_000 : false,
+    refetchInterval: liveRefetchInterval(live),
   });
 
   if (diagnostics.isPending) return <Loading label="Checking the job…" />;

@@ -1,58 +1,56 @@
-// The pod's log, tailed: jobs.logs is polled with afterId every 2 s while the job is live.
-// It scrolls to the newest line unless the reader has scrolled up to read something.
-import { useEffect, useLayoutEffect, useRef, useState } from 'react';
+// The pod's log, tailed: on the live rhythm (lib/live.ts) jobs.logs is read after the last line
+// already shown, and the lines gathered in the query's own cache entry (so returning to the tab
+// shows them at once). It scrolls to the newest line unless the reader has scrolled up.
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useLayoutEffect, useRef, useState } from 'react';
 import type { RouterOutputs } from '../../../api/client';
 import { errorDetails } from '../../../api/client';
 import { isLive } from '../../lib/format';
-import { useTRPCClient } from '../../lib/trpc';
+import { liveRefetchInterval } from '../../lib/live';
+import { useTRPC, useTRPCClient } from '../../lib/trpc';
 import type { JobDetail } from './job-detail';
 
 type LogLine = RouterOutputs['jobs']['logs']['lines'][number];
 
-const POLL_MS = 2_000;
+interface LogTail {
+  lines: LogLine[];
+  /** The id of the last line read; the next read starts after it. */
+  lastId: number;
+}
+
 const PAGE = 500;
 /** Kept in the page at most; older lines drop off the top. */
 const MAX_LINES = 5_000;
 const STICK_PX = 32;
 
 export function LogsTab({ job }: { job: JobDetail }) {
+  const trpc = useTRPC();
   const client = useTRPCClient();
+  const queryClient = useQueryClient();
   const live = isLive(job.status);
-  const [lines, setLines] = useState<LogLine[]>([]);
-  const [loaded, setLoaded] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-  const afterId = useRef(0);
+  const queryKey = [...trpc.jobs.logs.queryKey({ jobId: job.id }), 'tail'];
+  const tail = useQuery({
+    queryKey,
+    queryFn: async (): Promise<LogTail> => {
+      const before = queryClient.getQueryData<LogTail>(queryKey) ?? { lines: [], lastId: 0 };
+      let { lines, lastId } = before;
+      for (;;) {
+        const page = await client.jobs.logs.query({ jobId: job.id, afterId: lastId, limit: PAGE });
+        lastId = Math.max(lastId, page.lastId);
+        if (page.lines.length > 0) lines = [...lines, ...page.lines].slice(-MAX_LINES);
+        if (page.lines.length < PAGE) break;
+      }
+      return { lines, lastId };
+    },
+    // A stopped job writes no more lines: the read after it stops (JobPage refreshes the job's views) is the end.
+    refetchInterval: liveRefetchInterval(live),
+  });
+  const lines = tail.data?.lines ?? [];
+  const loaded = tail.data !== undefined;
+  const error = tail.isError ? errorDetails(tail.error).message : null;
   const viewport = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
   const [unseen, setUnseen] = useState(false);
-
-  useEffect(() => {
-    let cancelled = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const tick = async () => {
-      try {
-        for (;;) {
-          const page = await client.jobs.logs.query({ jobId: job.id, afterId: afterId.current, limit: PAGE });
-          if (cancelled) return;
-          afterId.current = Math.max(afterId.current, page.lastId);
-          if (page.lines.length > 0) setLines((old) => [...old, ...page.lines].slice(-MAX_LINES));
-          if (page.lines.length < PAGE) break;
-        }
-        setError(null);
-      } catch (caught) {
-        if (!cancelled) setError(errorDetails(caught).message);
-      }
-      if (cancelled) return;
-      setLoaded(true);
-      // A stopped job writes no more lines: one read after it stops is the end of the log.
-      if (live) timer = setTimeout(() => void tick(), POLL_MS);
-    };
-    void tick();
-    return () => {
-      cancelled = true;
-      clearTimeout(timer);
-    };
-  }, [client, job.id, live]);
 
   useLayoutEffect(() => {
     const el = viewport.current;

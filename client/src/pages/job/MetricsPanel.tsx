@@ -3,6 +3,7 @@ import { useQuery } from '@tanstack/react-query';
 import { lazy, Suspense } from 'react';
 import { Loading, QueryError } from '../../components/QueryError';
 import { isLive } from '../../lib/format';
+import { liveRefetchInterval } from '../../lib/live';
 import { useTRPC } from '../../lib/trpc';
 import type { JobDetail } from './job-detail';
 
@@ -13,7 +14,7 @@ export function MetricsPanel({ job }: { job: JobDetail }) {
   const live = isLive(job.status);
   const metrics = useQuery({
     ...trpc.jobs.metrics.queryOptions({ jobId: job.id }),
-    refetchInterval: live ? 3_000 : false,
+    refetchInterval: liveRefetchInterval(live),
   });
   return (
     <section className="panel" aria-labelledby="metrics-title">

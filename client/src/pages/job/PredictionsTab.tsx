@@ -1,9 +1,9 @@
-// The predictions table: epoch / trigger filters, debounced search, keyset "load more", and
-// rows that arrive live. The list answers with latestId; predictions.onNew resumes from it, so
+// The predictions table: epoch / trigger filters and a debounced search (all three in the
+// address: ?epoch=2&trigger=eval&q=word), keyset "load more", and rows that arrive live. The list answers with latestId; predictions.onNew resumes from it, so
 // nothing stored between the list and the stream is missed or shown twice.
-import { useInfiniteQuery, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
-import { useEffect, useId, useMemo, useRef, useState } from 'react';
+import { useEffect, useId, useMemo, useState } from 'react';
 import type { RouterOutputs } from '../../../api/client';
 import { tokenF1 } from '../../../../server/contract/scoring';
 import { PREDICTION_TRIGGERS, type PredictionTrigger } from '../../../../server/contract/triggers';
@@ -11,6 +11,8 @@ import { ExpandableText } from '../../components/ExpandableText';
 import { Loading, QueryError } from '../../components/QueryError';
 import { ALTERED_EXPLANATION, formatScore, isLive, plural, TRIGGER_LABEL } from '../../lib/format';
 import { useDebounced } from '../../lib/hooks';
+import { liveRefetchInterval } from '../../lib/live';
+import { parseIntegerParam, useSearchParam } from '../../lib/url-state';
 import { Link } from '../../lib/router';
 import { useTRPC } from '../../lib/trpc';
 import type { JobDetail } from './job-detail';
@@ -36,16 +38,26 @@ function matches(row: Prediction, filters: Filters): boolean {
 
 export function PredictionsTab({ job }: { job: JobDetail }) {
   const trpc = useTRPC();
-  const queryClient = useQueryClient();
   const ids = useId();
   const live = isLive(job.status);
-  const [epoch, setEpoch] = useState<number | undefined>(undefined);
-  const [trigger, setTrigger] = useState<PredictionTrigger | undefined>(undefined);
-  const [searchText, setSearchText] = useState('');
+  const [epochParam, setEpochParam] = useSearchParam('epoch');
+  const [triggerParam, setTriggerParam] = useSearchParam('trigger');
+  const [searchParam, setSearchParam] = useSearchParam('q');
+  const epoch = parseIntegerParam(epochParam);
+  const trigger = PREDICTION_TRIGGERS.find((t) => t === triggerParam);
+  const setEpoch = (value: number | undefined) => setEpochParam(value === undefined ? null : String(value));
+  const setTrigger = (value: PredictionTrigger | undefined) => setTriggerParam(value ?? null);
+  // The box is the user's while they type; the address (and the query) follow it once it settles.
+  const [searchText, setSearchText] = useState(searchParam ?? '');
   const search = useDebounced(searchText.trim(), 300);
+  useEffect(() => {
+    if (search !== (searchParam ?? '')) setSearchParam(search || null);
+    // Only a settled search writes the address (the parameter itself is read above).
+  }, [search]);
   const filtered = epoch !== undefined || trigger !== undefined || search !== '';
 
-  const epochs = useQuery(trpc.predictions.epochs.queryOptions({ jobId: job.id }));
+  // New epochs appear in the filter on the live rhythm (lib/live.ts), not once per arriving row.
+  const epochs = useQuery({ ...trpc.predictions.epochs.queryOptions({ jobId: job.id }), refetchInterval: liveRefetchInterval(live) });
   const list = useInfiniteQuery(
     trpc.predictions.list.infiniteQueryOptions(
       { jobId: job.id, limit: PAGE_SIZE, ...(epoch !== undefined ? { epoch } : {}), ...(trigger ? { trigger } : {}), ...(search ? { search } : {}) },
@@ -57,8 +69,6 @@ export function PredictionsTab({ job }: { job: JobDetail }) {
 
   // Rows stored after the list was read, in arrival order.
   const [arrived, setArrived] = useState<Prediction[]>([]);
-  const refreshEpochs = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
-  useEffect(() => () => clearTimeout(refreshEpochs.current), []);
   const subscription = useSubscription(
     trpc.predictions.onNew.subscriptionOptions(
       { jobId: job.id, lastEventId: latestId === undefined ? null : String(latestId) },
@@ -67,12 +77,6 @@ export function PredictionsTab({ job }: { job: JobDetail }) {
         onData: (event) => {
           const row = event.data;
           setArrived((old) => (old.some((r) => r.id === row.id) ? old : [...old, row]));
-          // New epochs appear in the filter; batched so a burst of rows costs one request.
-          clearTimeout(refreshEpochs.current);
-          refreshEpochs.current = setTimeout(
-            () => void queryClient.invalidateQueries({ queryKey: trpc.predictions.epochs.queryKey({ jobId: job.id }) }),
-            1_000,
-          );
         },
       },
     ),
