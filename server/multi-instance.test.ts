@@ -22,7 +22,7 @@ import { PROJECT_ROOT } from './paths';
 import { ensureSpaBuilt } from './spa';
 import { createTestDatabase, type TestDatabase } from './test-support/database';
 import { startTestServer } from './test-support/server';
-import { until } from './test-support/wait';
+import { opened, until } from './test-support/wait';
 import { freePort } from './test-support/processes';
 
 const SHARED_SECRETS = { SESSION_SECRET: 's'.repeat(40), JOB_TOKEN_SECRET: 'j'.repeat(40) };
@@ -198,13 +198,16 @@ describe(`two server instances on one database (${process.env.TEST_DATABASE_URL 
     const { job, pod } = await userOn(a).jobs.deploy.mutate({ name: 'manual', config: { datasetId: dataset.id, launcher: 'manual' } });
     if (!pod) throw new Error('the manual launcher shows the pod environment');
     const seen: Record<'a' | 'b', Array<{ id: string; key: string }>> = { a: [], b: [] };
-    const subscriptions = (['a', 'b'] as const).map((name) =>
-      userOn(name === 'a' ? a : b).predictions.onNew.subscribe(
-        { jobId: job.id },
-        { onData: (event) => seen[name].push({ id: event.id, key: `${event.data.step}/${event.data.sampleIndex}` }) },
+    const subscriptions = await Promise.all(
+      (['a', 'b'] as const).map((name) =>
+        opened((onStarted) =>
+          userOn(name === 'a' ? a : b).predictions.onNew.subscribe(
+            { jobId: job.id },
+            { onStarted, onData: (event) => seen[name].push({ id: event.id, key: `${event.data.step}/${event.data.sampleIndex}` }) },
+          ),
+        ),
       ),
     );
-    await new Promise((r) => setTimeout(r, 500)); // both streams are open
     const podOnB = client(b, pod.env.JOB_TOKEN).pod;
     const written = [];
     for (const step of [1, 2, 3]) written.push(await podOnB.writePredictions.mutate({ predictions: rows(step, 5) }));
@@ -212,16 +215,17 @@ describe(`two server instances on one database (${process.env.TEST_DATABASE_URL 
     written.push(await podOnB.writePredictions.mutate({ predictions: rows(2, 5) }));
     expect(written.map((w) => [w.inserted, w.duplicates])).toEqual([[5, 0], [5, 0], [5, 0], [0, 5]]);
 
-    const expected = [1, 2, 3].flatMap((step) => Array.from({ length: 5 }, (_, i) => `${step}/${i}`));
+    // A last batch closes the stream's record: once it has arrived, a repeat of the retried batch would have too.
+    await podOnB.writePredictions.mutate({ predictions: rows(4, 1) });
+    const expected = [1, 2, 3].flatMap((step) => Array.from({ length: 5 }, (_, i) => `${step}/${i}`)).concat('4/0');
     for (const name of ['a', 'b'] as const) {
-      await until(async () => seen[name].length, (n) => n >= 15);
-      await new Promise((r) => setTimeout(r, 300)); // nothing more arrives
+      await until(async () => seen[name].some((e) => e.key === '4/0'), Boolean, `the closing row on instance ${name}`);
       expect(seen[name].map((e) => e.key)).toEqual(expected);
-      expect(new Set(seen[name].map((e) => e.id)).size).toBe(15);
+      expect(new Set(seen[name].map((e) => e.id)).size).toBe(16);
     }
     for (const subscription of subscriptions) subscription.unsubscribe();
     const listedOnA = await userOn(a).predictions.list.query({ jobId: job.id, limit: 100 });
-    expect(listedOnA.totalCount).toBe(15);
+    expect(listedOnA.totalCount).toBe(16);
 
     // --- a local job run by A ---
     const local = await userOn(a).jobs.deploy.mutate({ name: 'local', config: { datasetId: dataset.id, launcher: 'local' } });

@@ -11,6 +11,7 @@ import { podWrites, predictionRow, type TrpcBody } from './test-support/pod-writ
 import { useTestServer, type TestServer } from './test-support/server';
 import { createManualJob, createUser } from './test-support/factories';
 import { testEnv } from './test-support/test-env';
+import { until } from './test-support/wait';
 
 let server: TestServer;
 useTestServer((started) => (server = started));
@@ -165,8 +166,12 @@ describe.skipIf(!testEnv.databaseUrl)('writes to different jobs on PostgreSQL', 
     try {
       await slowWrite.query('select pg_advisory_lock(727274102, hashtext($1))', [busy.jobId]);
       const queued = Array.from({ length: 12 }, (_, k) => post('pod.writePredictions', { predictions: [row(1, 10 + k, 0)] }, busy.token));
-      // Let the queued writes reach the database.
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The first queued write is waiting on the held lock in the database (the rest queue in the server).
+      await until(
+        async () => (await slowWrite.query<{ n: number }>("select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted")).rows[0]?.n ?? 0,
+        (n) => n >= 1,
+        'a queued write to wait on the job lock',
+      );
       const started = Date.now();
       const res = await post('pod.writePredictions', { predictions: [row(1, 1, 0)] }, other.token);
       const elapsed = Date.now() - started;

@@ -306,13 +306,18 @@ describe('kubernetes launcher', () => {
     await first.close(); // the instance that started the Job is gone
     // Two instances start afterwards; each finds the live Job by its labels when it starts.
     const others = [await startTestServer(ENV, { database: server.database, launchers }), await startTestServer(ENV, { database: server.database, launchers })];
+    const lists = () => kube.requests.filter((r) => r.method === 'GET' && r.path.endsWith('/jobs')).length;
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      // Each instance lists the Jobs it manages as it starts; both have once two lists arrived.
+      const listedBefore = lists();
+      await until(lists, (n) => n >= listedBefore + 2, 'both instances to list the Jobs');
       kube.setConditions('training', names.job, [{ type: 'Failed', status: 'True', reason: 'DeadlineExceeded', message: 'Job was active longer than specified deadline' }]);
       const api = server.client(user.token);
       const failed = await until(() => api.jobs.get.query({ jobId: job.id }), (j) => j.status === 'failed');
       expect(failed.error).toContain('DeadlineExceeded: Job was active longer than specified deadline');
-      await new Promise((r) => setTimeout(r, 1_500)); // both instances have polled again by now
+      // Four more lists after the end was recorded: each instance has seen the failed Job again.
+      const listedAfter = lists();
+      await until(lists, (n) => n >= listedAfter + 4, 'both instances to poll again');
       const exits = (await listJobEvents(server.database.db, { jobId: job.id })).filter((e) => e.kind === 'pod_exited');
       expect(exits).toHaveLength(1);
     } finally {

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { errorDetails } from '../../client/api/client';
 import { useTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createManualJob, createUser } from '../test-support/factories';
+import { opened, until } from '../test-support/wait';
 
 let server: TestServer;
 useTestServer((started) => (server = started));
@@ -245,11 +246,7 @@ describe('jobs.rotateToken on an ended job: the upload token', () => {
 
 describe('jobs.onUpdate', () => {
   type Update = { id: string; status: string; predictionCount: number; progress: { step: number | null } };
-  const until = async (updates: Update[], done: (u: Update) => boolean) => {
-    const deadline = Date.now() + 5_000;
-    while (!updates.some(done) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    expect(updates.some(done)).toBe(true);
-  };
+  const seen = (updates: Update[], done: (u: Update) => boolean, what: string) => until(() => updates.some(done), Boolean, what, 10_000);
 
   it("streams the owner's job as heartbeats, prediction batches and cancel change it; nobody else sees it", async () => {
     const user = await createUser(server.deps);
@@ -258,17 +255,16 @@ describe('jobs.onUpdate', () => {
     const pod = server.client(token).pod;
     const mine: Update[] = [];
     const theirs: Update[] = [];
-    const all = server.client(user.token).jobs.onUpdate.subscribe({}, { onData: (job) => mine.push(job) });
-    const other = server.client(stranger.token).jobs.onUpdate.subscribe({}, { onData: (job) => theirs.push(job) });
+    const all = await opened((onStarted) => server.client(user.token).jobs.onUpdate.subscribe({}, { onStarted, onData: (job) => mine.push(job) }));
+    const other = await opened((onStarted) => server.client(stranger.token).jobs.onUpdate.subscribe({}, { onStarted, onData: (job) => theirs.push(job) }));
     try {
-      await new Promise((r) => setTimeout(r, 300)); // the streams are open
       await pod.heartbeat.mutate({ mode: 'cloud', env: { JOB_ID: true, JOB_TOKEN: true, API_URL: true }, step: 4, counters: { generated: 0, persisted: 0, spooled: 0, rejected: 0 }, triggerFires: 0 });
-      await until(mine, (u) => u.id === jobId && u.status === 'running' && u.progress.step === 4);
+      await seen(mine, (u) => u.id === jobId && u.status === 'running' && u.progress.step === 4, 'the heartbeat');
       const prediction = { epoch: 1, step: 5, sampleIndex: 0, trigger: 'eval' as const, prompt: 'p', groundTruth: 'g', prediction: 'x' };
       await pod.writePredictions.mutate({ predictions: [prediction, { ...prediction, sampleIndex: 1 }] });
-      await until(mine, (u) => u.predictionCount === 2);
+      await seen(mine, (u) => u.predictionCount === 2, 'the prediction count');
       await server.client(user.token).jobs.cancel.mutate({ jobId });
-      await until(mine, (u) => u.status === 'cancelled');
+      await seen(mine, (u) => u.status === 'cancelled', 'the cancel');
       expect(theirs).toEqual([]);
     } finally {
       all.unsubscribe();

@@ -7,7 +7,8 @@ import { eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { jobEvents, trainingJobs, trainingPredictions } from '../../db/schema';
-import { FIELD_LIMITS, PREDICTION_BATCH_MAX } from '../contract/pod.schemas';
+import { FIELD_LIMITS, LOG_BATCH_MAX, PREDICTION_BATCH_MAX } from '../contract/pod.schemas';
+import { LOG_LINES_KEPT_PER_JOB } from '../../db/queries/jobs';
 import { startTestServer, useTestServer, type TestServer } from '../test-support/server';
 import { createManualJob, createUser } from '../test-support/factories';
 import { craftJobToken, FOREIGN_KEY, unsignedJobToken } from '../test-support/tokens';
@@ -131,12 +132,25 @@ describe('with a valid job token', () => {
     expect(await storedFor(jobId)).toHaveLength(50);
   });
 
-  it('keeps only the newest log lines when a pod floods its log', async () => {
+  it('keeps only the newest log lines when a pod floods its log past the bound', { timeout: 120_000 }, async () => {
     const { token, jobId, api } = await setup();
-    const lines = Array.from({ length: 500 }, (_, i) => ({ level: 'info', message: `line ${i}` }));
-    for (let i = 0; i < 3; i++) expect((await post('pod.log', { lines }, token)).status).toBe(200);
-    const { lines: stored } = await api.jobs.logs.query({ jobId, limit: 1000 });
-    expect(stored).toHaveLength(1000);
+    // One batch more than the bound holds: the first batch's lines are the ones that must go.
+    const batches = Math.ceil(LOG_LINES_KEPT_PER_JOB / LOG_BATCH_MAX) + 1;
+    for (let b = 0; b < batches; b++) {
+      const lines = Array.from({ length: LOG_BATCH_MAX }, (_, i) => ({ level: 'info', message: `line ${b * LOG_BATCH_MAX + i}` }));
+      expect((await post('pod.log', { lines }, token)).status).toBe(200);
+    }
+    const sent = batches * LOG_BATCH_MAX;
+    const stored: string[] = [];
+    for (let afterId = 0; ; ) {
+      const page = await api.jobs.logs.query({ jobId, afterId, limit: 1000 });
+      stored.push(...page.lines.map((line) => line.message));
+      if (page.lines.length < 1000) break;
+      afterId = page.lastId;
+    }
+    expect(stored).toHaveLength(LOG_LINES_KEPT_PER_JOB);
+    expect(stored[0]).toBe(`line ${sent - LOG_LINES_KEPT_PER_JOB}`);
+    expect(stored.at(-1)).toBe(`line ${sent - 1}`);
   });
 });
 
