@@ -254,9 +254,10 @@ RETRYABLE_4XX = (408, 429)
 class PodClient:
     """Calls ``pod.*`` procedures with the job token: POST for mutations, GET for queries.
 
-    Network errors, 5xx, 408 and 429 are retried with exponential backoff and full jitter (so many
-    pods recovering at once do not hit the server in lockstep), waiting at least the server's
-    ``Retry-After``; any other 4xx is raised at once, carrying the server's ``error.message``.
+    Network errors, 5xx, 408 and 429 are retried with exponential backoff, each wait drawn between
+    half and all of the backoff (so many pods recovering at once do not hit the server in
+    lockstep) and never shorter than the server's ``Retry-After``; any other 4xx is raised at
+    once, carrying the server's ``error.message``.
     Every attempt has a socket timeout, so a server that accepts connections and never answers
     costs at most ``timeout`` per attempt. Setting ``stop`` ends the waiting between attempts.
     """
