@@ -113,7 +113,7 @@ export function round(value: number, digits = 2): number {
   return Math.round(value * f) / f;
 }
 
-/** Wall-clock milliseconds comparable across worker threads (each thread has its own performance.now origin). */
+/** Wall-clock milliseconds comparable across threads and processes (each has its own performance.now origin). */
 export function wallMs(): number {
   return performance.timeOrigin + performance.now();
 }

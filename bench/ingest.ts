@@ -2,11 +2,13 @@
 // pod.writePredictions over HTTP; against it, the same rows through `pg` as one multi-row
 // INSERT … ON CONFLICT DO NOTHING per batch, and through COPY FROM STDIN. Every case writes
 // into fresh jobs of the same table, so no case sees another's rows as duplicates.
+import type pg from 'pg';
 import type { AppDeps } from '../server/deps';
 import { createDataset, createManualJob, createUser } from '../server/test-support/factories';
 import { round, summarize } from './common';
+import { backendCpuDelta, databaseBackendsCpu, ownCpuMs, perThousandRows } from './cpu';
 import type { LoadWorker } from './load-client';
-import type { IngestResult, PodTarget } from './load-worker';
+import { LOAD_APPLICATION_NAME, type IngestResult, type IngestTask, type PodTarget } from './load-worker';
 
 export interface IngestRow {
   pods: number;
@@ -19,7 +21,21 @@ export interface IngestRow {
   ratio: number | null;
   stackRequestP50Ms: number;
   stackRequestP99Ms: number;
+  /** CPU ms per 1 000 rows offered (user + system), see CpuPerThousand. */
+  cpu?: { stack: CpuPerThousand; insert: CpuPerThousand | null };
   errors: string[];
+}
+
+/**
+ * CPU milliseconds per 1 000 rows of one case. `app` is the process that turns rows into SQL:
+ * the server for the stack, the load generator's pg client for the direct baselines. `postgres`
+ * is the database's backends (null on PGlite, which runs inside the server process). `client`
+ * is the load generator (HTTP client for the stack; the same as `app` for the baselines).
+ */
+export interface CpuPerThousand {
+  app: number | null;
+  postgres: number | null;
+  client: number | null;
 }
 
 export interface IngestOptions {
@@ -31,7 +47,40 @@ export interface IngestOptions {
   podCounts: number[];
   /** Also run the direct baselines (not on PGlite, which has no second connection). */
   baselines: boolean;
+  /** A connection of the main process to the same PostgreSQL database, to read its backends' CPU; null on PGlite. */
+  monitor: pg.Client | null;
   log: (line: string) => void;
+}
+
+/** One ingest task with the CPU it cost: this (the server's) process, its database backends, the load generator. */
+export interface MeasuredIngest {
+  result: IngestResult;
+  cpu: CpuPerThousand;
+}
+
+/**
+ * Runs one ingest task and reads CPU before and after: this process (the server, since the load
+ * generator is a child process), the database's client backends other than the load
+ * generator's own (the server's pool and its LISTEN connection), and what the load generator
+ * measured of itself and of its own pool's backends.
+ */
+export async function measuredIngest(load: LoadWorker, task: Omit<IngestTask, 'kind'>, monitor: pg.Client | null): Promise<MeasuredIngest> {
+  const before = monitor ? await databaseBackendsCpu(monitor, LOAD_APPLICATION_NAME) : null;
+  const cpuStart = ownCpuMs();
+  const result = await load.ingest(task);
+  const serverCpu = ownCpuMs() - cpuStart;
+  const after = monitor ? await databaseBackendsCpu(monitor, LOAD_APPLICATION_NAME) : null;
+  const serverBackends = before && after ? backendCpuDelta(before, after) : null;
+  const direct = task.mode !== 'stack';
+  const postgres = serverBackends === null ? null : serverBackends + (result.poolBackendCpuMs ?? 0);
+  return {
+    result,
+    cpu: {
+      app: perThousandRows(direct ? result.clientCpuMs : serverCpu, result.rows),
+      postgres: perThousandRows(postgres, result.rows),
+      client: perThousandRows(result.clientCpuMs, result.rows),
+    },
+  };
 }
 
 let seedCounter = 1;
@@ -86,14 +135,18 @@ export async function runIngest(deps: AppDeps, load: LoadWorker, options: Ingest
     const batchesPerPod = Math.max(1, Math.round(options.rowsPerCase / (pods * batchSize)));
     const total = pods * batchesPerPod * batchSize;
     const stackPods = await createPods(deps, pods);
-    const stack = await load.ingest({ ...common, mode: 'stack', pods: stackPods, batchesPerPod });
+    const stackMeasured = await measuredIngest(load, { ...common, mode: 'stack', pods: stackPods, batchesPerPod }, options.monitor);
+    const stack = stackMeasured.result;
     check(`stack ${pods} pods`, stack, total, log);
     let values: IngestResult | null = null;
+    let valuesCpu: CpuPerThousand | null = null;
     let copy: IngestResult | null = null;
     let valuesPods: PodTarget[] = [];
     if (options.baselines) {
       valuesPods = await createPods(deps, pods);
-      values = await load.ingest({ ...common, mode: 'values', pods: valuesPods, batchesPerPod });
+      const valuesMeasured = await measuredIngest(load, { ...common, mode: 'values', pods: valuesPods, batchesPerPod }, options.monitor);
+      values = valuesMeasured.result;
+      valuesCpu = valuesMeasured.cpu;
       check(`values ${pods} pods`, values, total, log);
       copy = await load.ingest({ ...common, mode: 'copy', pods: await createPods(deps, pods), batchesPerPod });
       check(`copy ${pods} pods`, copy, total, log);
@@ -109,10 +162,14 @@ export async function runIngest(deps: AppDeps, load: LoadWorker, options: Ingest
       ratio: values ? round(rate(stack) / rate(values), 2) : null,
       stackRequestP50Ms: summary.p50,
       stackRequestP99Ms: summary.p99,
+      cpu: { stack: stackMeasured.cpu, insert: valuesCpu },
       errors: [...stack.errors, ...(values?.errors ?? []), ...(copy?.errors ?? [])],
     };
     rows.push(row);
-    log(`  ingest ${pods} pods: stack ${row.stackRowsPerSec} rows/s, insert ${row.baselineRowsPerSec ?? '-'}, copy ${row.copyRowsPerSec ?? '-'}, ratio ${row.ratio ?? '-'}`);
+    log(
+      `  ingest ${pods} pods: stack ${row.stackRowsPerSec} rows/s, insert ${row.baselineRowsPerSec ?? '-'}, copy ${row.copyRowsPerSec ?? '-'}, ratio ${row.ratio ?? '-'}; ` +
+        `CPU ms/1000 rows: stack server ${stackMeasured.cpu.app} + postgres ${stackMeasured.cpu.postgres ?? '-'}, insert client ${valuesCpu?.app ?? '-'} + postgres ${valuesCpu?.postgres ?? '-'}`,
+    );
 
     if (pods === 8 && options.baselines) {
       // Where the stack's time goes: its own statement without HTTP, plus today's separate

@@ -1,4 +1,4 @@
-// Worker threads do not inherit tsx's loader: register it here, then load the TypeScript worker.
+// The load generator's child process does not inherit tsx's loader: register it here, then load the TypeScript worker.
 import { register } from 'tsx/esm/api';
 
 register();

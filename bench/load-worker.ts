@@ -1,7 +1,7 @@
-// The benchmark's load generator, run in a worker thread so that its own CPU (building and
-// sending batches, parsing server-sent events) does not share the server's event loop.
-// Tasks: ingest through the stack / multi-row INSERT / COPY, and live-delivery latency.
-import { parentPort } from 'node:worker_threads';
+// The benchmark's load generator, run in a child process so that its own CPU (building and
+// sending batches, parsing server-sent events) neither shares the server's event loop nor
+// counts as the server's CPU time. Tasks: ingest through the stack / multi-row INSERT / COPY,
+// and live-delivery latency.
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import pg from 'pg';
@@ -13,6 +13,10 @@ import { sql } from 'drizzle-orm';
 import { insertPredictions } from '../db/queries/predictions';
 import * as schema from '../db/schema';
 import { createHttpClient, predictionBatch, requestBody, wallMs, type PredictionRow } from './common';
+import { ownCpuMs, processCpuMs } from './cpu';
+
+/** The application_name of the load generator's own connections: the main process leaves them out of the server's backends. */
+export const LOAD_APPLICATION_NAME = 'bench-load';
 
 export interface PodTarget {
   jobId: string;
@@ -42,6 +46,10 @@ export interface IngestResult {
   duplicates: number;
   errors: string[];
   requestMs: number[];
+  /** CPU ms (user + system) of this load-generator process over the timed part. */
+  clientCpuMs: number;
+  /** CPU ms of the PostgreSQL backends of this process's own pool over the timed part (direct modes); null for the stack. */
+  poolBackendCpuMs: number | null;
 }
 
 export interface LiveTask {
@@ -82,9 +90,20 @@ async function ingest(task: IngestTask): Promise<IngestResult> {
   let inserted = 0;
   let duplicates = 0;
   const http = createHttpClient(task.url, task.pods.length);
-  const pool = task.mode === 'stack' ? null : new pg.Pool({ connectionString: task.databaseUrl, max: task.poolSize });
+  const pool = task.mode === 'stack' ? null : new pg.Pool({ connectionString: task.databaseUrl, max: task.poolSize, application_name: LOAD_APPLICATION_NAME });
+  const backendPids: number[] = [];
   try {
-    if (pool) await Promise.all(Array.from({ length: task.poolSize }, async () => (await pool.connect()).release()));
+    if (pool) {
+      // Every connection opened before the clock starts, and its backend's pid noted: their CPU
+      // is read before and after, while they are still open.
+      const clients = await Promise.all(Array.from({ length: task.poolSize }, () => pool.connect()));
+      for (const client of clients) {
+        const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+        if (rows[0]) backendPids.push(rows[0].pid);
+        client.release();
+      }
+    }
+    const backendsCpu = () => backendPids.reduce((sum, pid) => sum + (processCpuMs(pid) ?? 0), 0);
     const write = async (pod: PodTarget, rows: PredictionRow[]) => {
       if (task.mode === 'stack') {
         const body = bodies.get(rows) ?? requestBody({ predictions: rows }, task.gzip);
@@ -131,6 +150,8 @@ async function ingest(task: IngestTask): Promise<IngestResult> {
       }
     };
     const start = performance.now();
+    const cpuStart = ownCpuMs();
+    const backendsStart = pool ? backendsCpu() : 0;
     await Promise.all(
       task.pods.map(async (pod, p) => {
         for (const rows of batches[p] ?? []) {
@@ -145,7 +166,9 @@ async function ingest(task: IngestTask): Promise<IngestResult> {
       }),
     );
     const ms = performance.now() - start;
-    return { rows: task.pods.length * task.batchesPerPod * task.batchSize, ms, inserted, duplicates, errors, requestMs };
+    const clientCpuMs = ownCpuMs() - cpuStart;
+    const poolBackendCpuMs = pool ? backendsCpu() - backendsStart : null;
+    return { rows: task.pods.length * task.batchesPerPod * task.batchSize, ms, inserted, duplicates, errors, requestMs, clientCpuMs, poolBackendCpuMs };
   } finally {
     http.close();
     await pool?.end();
@@ -262,10 +285,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-parentPort?.on('message', (message: { id: number; task: Task }) => {
+process.on('message', (message: { id: number; task: Task }) => {
   const run = message.task.kind === 'ingest' ? ingest(message.task) : live(message.task);
   run.then(
-    (result) => parentPort?.postMessage({ id: message.id, result }),
-    (error: unknown) => parentPort?.postMessage({ id: message.id, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
+    (result) => process.send?.({ id: message.id, result }),
+    (error: unknown) => process.send?.({ id: message.id, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
   );
 });
+// The parent went away (the bench ended or crashed): nothing left to do.
+process.on('disconnect', () => process.exit(0));

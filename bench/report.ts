@@ -24,6 +24,46 @@ export function renderTable(r: Results): string {
         ),
     );
   }
+  const withCpu = r.ingest.filter((x) => x.cpu);
+  if (withCpu.length > 0) {
+    const sum = (a: number | null | undefined, b: number | null | undefined) => (a === null || a === undefined || b === null || b === undefined ? null : Math.round((a + b) * 10) / 10);
+    parts.push(
+      '### CPU per 1 000 stored rows (ms of user + system CPU, same run; /proc)\n\n' +
+        'app = the process that turns rows into SQL: the server for the stack, the load generator\'s `pg` client for INSERT…VALUES. ' +
+        'PostgreSQL = its client backends for this database. The load generator\'s HTTP client is not counted in the stack\'s app figure.\n\n' +
+        table(
+          ['pods', 'case', 'stack: server', 'stack: PostgreSQL', 'stack: total', 'INSERT: app (pg client)', 'INSERT: PostgreSQL', 'INSERT: total', 'server ÷ INSERT total', 'load client (HTTP)'],
+          withCpu.map((x) => {
+            const stackTotal = sum(x.cpu?.stack.app, x.cpu?.stack.postgres);
+            const insertTotal = sum(x.cpu?.insert?.app, x.cpu?.insert?.postgres);
+            return [
+              x.pods,
+              x.variant,
+              x.cpu?.stack.app ?? null,
+              x.cpu?.stack.postgres ?? null,
+              stackTotal,
+              x.cpu?.insert?.app ?? null,
+              x.cpu?.insert?.postgres ?? null,
+              insertTotal,
+              x.cpu?.stack.app !== null && x.cpu?.stack.app !== undefined && insertTotal ? (x.cpu.stack.app / insertTotal).toFixed(2) : null,
+              x.cpu?.stack.client ?? null,
+            ];
+          }),
+        ),
+    );
+  }
+  if (r.trigram) {
+    const t = r.trigram;
+    parts.push(
+      `### Write cost of the search's trigram indexes (8 pods, back to back on the ${t.tableRows.toLocaleString('en')}-row table)\n\n` +
+        `Indexes: ${(t.indexBytes / 1024 ** 2).toFixed(0)} MiB; rebuilt on ${t.tableRows.toLocaleString('en')} rows in ${t.rebuildSeconds} s (what migration 0004 costs an existing database of this size). ` +
+        'CPU in ms per 1 000 rows; PostgreSQL includes flushing the GIN pending lists the case filled.\n\n' +
+        table(
+          ['indexes', 'mode', 'rows', 'rows/s', 'req p50 ms', 'req p99 ms', 'app CPU', 'PostgreSQL CPU', 'of which pending-list flush'],
+          t.rows.map((x) => [x.indexes, x.mode, x.rows, x.rowsPerSec, x.requestP50Ms, x.requestP99Ms, x.cpu.app, x.cpu.postgres, x.pendingFlushPer1k]),
+        ),
+    );
+  }
   if (r.ingestDecomposition.length > 0) {
     parts.push(
       '### Ingest decomposition, 8 pods (raw pg, no HTTP): where the stack\'s time goes\n\n' +
@@ -82,8 +122,13 @@ export function renderTable(r: Results): string {
         table(
           ['what', 'value'],
           [
-            ...r.pglite.ingest.map((x) => [`ingest ${x.pods} pod(s), ${x.variant}`, `${x.stackRowsPerSec} rows/s (req p50 ${x.stackRequestP50Ms} ms, p99 ${x.stackRequestP99Ms} ms)`]),
-            ...r.pglite.list.map((x) => [`list ${x.case} (${r.pglite?.seedRows.toLocaleString('en')} rows, one job)`, `p50 ${x.p50Ms} ms, p95 ${x.p95Ms} ms, p99 ${x.p99Ms} ms`]),
+            ...r.pglite.ingest.map((x) => [
+              `ingest ${x.pods} pod(s), ${x.variant}`,
+              `${x.stackRowsPerSec} rows/s (req p50 ${x.stackRequestP50Ms} ms, p99 ${x.stackRequestP99Ms} ms)${x.cpu ? `; server + PGlite CPU ${x.cpu.stack.app} ms per 1 000 rows` : ''}`,
+            ]),
+            ...r.pglite.list.map((x) => [`${x.case.startsWith('compare') ? '' : 'list '}${x.case} (${r.pglite?.seedRows.toLocaleString('en')} rows, one job)`, `p50 ${x.p50Ms} ms, p95 ${x.p95Ms} ms, p99 ${x.p99Ms} ms`]),
+            ...(r.pglite.trigramBuildSeconds !== undefined ? [[`trigram indexes built on ${r.pglite.seedRows.toLocaleString('en')} rows`, `${r.pglite.trigramBuildSeconds} s`]] : []),
+            ...(r.pglite.trigramWrite ?? []).map((x) => [`ingest 8 pods, ${x.indexes} (back to back)`, `${x.rowsPerSec} rows/s (req p99 ${x.requestP99Ms} ms); server + PGlite CPU ${x.cpuPer1k} ms per 1 000 rows`]),
           ],
         ),
     );
@@ -99,11 +144,12 @@ export function renderTable(r: Results): string {
 
 export function renderReadme(r: Results, rendered: string): string {
   const plans = r.explain.map((x) => `#### ${x.case} (${x.query})\n\n\`\`\`\n${x.plan}\n\`\`\``).join('\n\n');
-  return `# Benchmarks (issue 7)
+  return `# Benchmarks (issues 7 and 19)
 
-\`npm run bench\` runs everything in one process tree (the real server in-process, a worker
-thread generating load) and prints the tables below; it writes \`bench/results.json\` and this
-file. A full run takes a few minutes.
+\`npm run bench\` runs everything in one process tree (the real server in-process, the load
+generator in a child process so that the bench process's CPU time is the server's alone) and
+prints the tables below; it writes \`bench/results.json\` and this file. A full run takes 10 to
+20 minutes on the shared two-core machine (more when the trigram indexes must be built).
 
 ## Running
 
@@ -113,10 +159,16 @@ BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/predictions_bench npm run 
 BENCH_QUICK=1 npm run bench        # small sizes, for working on the bench (writes bench/out/ only)
 BENCH_ONLY=list,live npm run bench # some sections only (writes bench/out/ only)
 BENCH_KEEP_DB=1 npm run bench      # keep the database, and reuse its seed on the next run
+npx tsx bench/profile-ingest.ts    # a CPU profile of the server while 8 pods write
+npx tsx bench/trigram-variants.ts  # write cost of the index designs of docs/decisions/0007
 \`\`\`
 
-\`BENCH_DATABASE_URL\` defaults to \`postgres://postgres@127.0.0.1:5432/predictions_bench\`; the role
-must be allowed to create databases. The SPA is built into \`bench/out/spa\` (not \`dist/\`).
+Sections (\`BENCH_ONLY\`): \`list,ingest,live,trigram,pglite,spool,spa\`. \`BENCH_DATABASE_URL\` defaults to
+\`postgres://postgres@127.0.0.1:5432/predictions_bench\`; the role must be allowed to create databases.
+The seed (1 M rows) is written with the trigram indexes dropped and builds them at the end; a
+kept database (\`BENCH_KEEP_DB=1\`) is reused as it is, so its seed costs nothing the next time.
+Use a database of your own: the run drops and rebuilds indexes in it. The SPA is built into
+\`bench/out/spa\` (not \`dist/\`).
 
 ## What is measured
 
@@ -127,25 +179,42 @@ must be allowed to create databases. The SPA is built into \`bench/out/spa\` (no
   \`COPY … FROM STDIN\` (text format) per batch, through \`pg\` with the same pool size as the
   server (10). Each case writes a fixed number of rows into fresh jobs after a warm-up. *Replay*
   sends the 8-pod batches again (every row a duplicate); *gzip* sends them gzipped. The stack's
-  statement also maintains \`prediction_epoch_stats\`; the baselines do not.
+  statement also maintains \`prediction_epoch_stats\`; the baselines do not. Every case writes into
+  the 1 M-row table, trigram indexes included.
+- **CPU per 1 000 stored rows** (issue 19): user + system CPU read from \`/proc/<pid>/stat\` before
+  and after each case (bench/cpu.ts). *Server* is the bench process (the server, with the load
+  generator in its own process); *PostgreSQL* is the client backends of the bench database (the
+  server's pool and its LISTEN connection for the stack; for the baseline, the load generator's
+  own pool, whose backends it reads itself while they are still open). For INSERT…VALUES the
+  *app* figure is the load generator's \`pg\` client, the part that plays the server's role.
+  Background processes (WAL writer, checkpointer, autovacuum) are not counted.
+- **Trigram write cost**: 8 pods through the stack and the INSERT baseline with the search's
+  trigram indexes, then with them dropped, back to back; the GIN pending lists are flushed
+  (\`gin_clean_pending_list\`) after each case and that CPU counted in it. Then the indexes are
+  built again, timed: what migration 0004 costs an existing database of this size.
 - **Listing**: a seed written with \`generate_series\` (not the API) of ${r.seed ? r.seed.rows.toLocaleString('en') : '1,000,000'} predictions over
   ${r.seed?.users ?? 10} users and ${r.seed?.jobs ?? 1000} jobs, one job holding ${r.seed ? r.seed.bigJobRows.toLocaleString('en') : '200,000'}; per-epoch totals computed in one
   \`INSERT … SELECT … GROUP BY\`, then \`VACUUM (ANALYZE)\`. Sequential GET requests to
   \`predictions.list\` on the big job (limit 50): page 1; page 1000, reached by walking the cursor
-  once and then timing requests at that cursor; the epoch filter (first and 50th page); a search
-  that matches${r.seed ? ` ${r.seed.searchMatches.toLocaleString('en')} rows ("${r.seed.searchTerm}")` : ''} and one that matches none. For each case, the same call in-process
-  (the service function: every query, no HTTP) and the page query alone through raw \`pg\`, with
-  the exact SQL Drizzle generates (the baseline). "row-compare SQL" is the proposed rewrite of the
-  keyset condition as \`(step, sample_index) > ($1, $2)\`.
+  once and then timing requests at that cursor; the epoch filter (first and 50th page); three
+  searches: a broad word${r.seed ? ` ("${r.seed.searchTerm}", ${r.seed.searchMatches.toLocaleString('en')} rows)` : ''}, a rare word${r.seed?.rareTerm ? ` ("${r.seed.rareTerm}", ${r.seed.rareMatches ?? '?'} rows: from the rare end of the vocabulary, the first of 7+ letters matching more than a page and at most 100 rows)` : ''} and one that matches
+  nothing. For each case, the same call in-process (the service function: every query, no HTTP)
+  and the first query alone through raw \`pg\` with the exact SQL Drizzle generates (for a search,
+  the capped pass over its matches' keys). The texts come from a 3 000-word vocabulary built
+  from 20 syllables, so trigrams are far commoner than in natural text: a hard case for a
+  trigram index (many candidates to recheck).
 - **Live**: a pod writes 10 rows every 100 ms; each subscriber (1, then 50 on the same job, via
   the typed client and \`eventsource\`) records when each row arrives. Latency = arrival minus the
-  moment the writer had read the HTTP response. Clocks are comparable (one process).
+  moment the writer had read the HTTP response (both clocks are the load generator's).
 - **SPA**: \`vite build\` with the repo's config; the initial JavaScript is the entry script plus
   the \`modulepreload\` links of \`index.html\`, gzipped; lazy chunks are listed separately.
-- **PGlite**: the embedded default, ingest with 1 and 8 pods and listing on a smaller one-job seed.
+- **PGlite** (the embedded default of \`npm start\`): ingest with 1 and 8 pods (CPU: PGlite runs in
+  the server process), the 8-pod case with and without the trigram indexes, then a 200 000-row
+  job: list, the three searches and compare.
 
-The machine is shared (other test suites and a headless browser may be running): figures move
-by tens of percent between runs; compare ratios within one run rather than across runs.
+The machine is shared (other agents' test suites run on the same two cores): figures move by tens
+of percent between runs, and p99s with the load; compare within one run rather than across runs.
+The load average at the start of the run is printed with the machine.
 
 ## Latest results (${r.generatedAt}, ${r.durationSeconds} s)
 

@@ -186,6 +186,12 @@ export const trainingPredictions = pgTable(
     // Live updates and resume: rows of a job after a given id.
     index('training_predictions_job_id_idx').on(t.jobId, t.id),
     index('training_predictions_user_idx').on(t.userId),
+    // Search (`%word%` ILIKE on each text column, scoped to a job): trigram GIN indexes with the
+    // job first (btree_gin), so a search reads candidates of its own job only. Extensions
+    // pg_trgm and btree_gin come from migration 0004 (docs/decisions/0007-search-trigram-index.md).
+    index('training_predictions_prompt_trgm_idx').using('gin', t.jobId, t.prompt.op('gin_trgm_ops')),
+    index('training_predictions_ground_truth_trgm_idx').using('gin', t.jobId, t.groundTruth.op('gin_trgm_ops')),
+    index('training_predictions_prediction_trgm_idx').using('gin', t.jobId, t.prediction.op('gin_trgm_ops')),
     check('training_predictions_trigger_check', sql`${t.trigger} in ('eval', 'epoch', 'steps')`),
   ],
 );

@@ -1,5 +1,5 @@
 // Queries on training predictions. Writes are scoped by the job of a verified job token;
-// reads (issue 5) by the owner.
+// reads by the owner.
 import { and, asc, desc, eq, gt, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import { rowsOf, type Db } from '../client';
 import { predictionEpochStats, trainingPredictions } from '../schema';
@@ -38,18 +38,50 @@ export interface InsertPredictionsResult {
  * drawn until it commits, so one job's rows become visible in id order and a subscriber reading
  * "after id N" can never pass over a row that commits later with a lower id (two overlapping
  * writes used to do exactly that on PostgreSQL). Writes to different jobs do not wait for each other.
+ * `guard` runs first in the transaction and throws to store nothing: the pod token's re-check
+ * with the job row locked FOR NO KEY UPDATE (server/pod/pod-auth.ts). That row lock already
+ * queues the job's guarded writes one at a time, so with a guard the advisory lock is taken
+ * inside the first insert statement, before any row reaches the insert (no round trip of its
+ * own): it still orders the write against writers that hold only the advisory lock. Without a
+ * guard the advisory lock is its own statement, first, as it always was.
+ *
+ * `notifyChannel`: the batch is announced from inside its last statement, as
+ * `pg_notify(channel, '{"jobId","userId","maxId"}')` (server/live/live-hub.ts reads it).
+ * PostgreSQL delivers a notification at commit and drops it on rollback, so a subscriber is
+ * woken only for rows it can read, and a write costs no separate statement and commit for it.
+ * Nothing is sent when the batch wrote nothing (all duplicates or conflicts).
+ *
+ * @param params.rows validated rows; may be empty (then nothing runs at all).
+ * @returns the counts of the batch, see InsertPredictionsResult.
+ * @throws whatever `guard` throws (the transaction is rolled back, nothing is stored or sent).
  */
 export async function insertPredictions(
   db: Db,
-  params: { jobId: string; userId: string; rows: StorablePredictionRow[] },
+  params: {
+    jobId: string;
+    userId: string;
+    rows: StorablePredictionRow[];
+    guard?: (tx: Db) => Promise<void>;
+    notifyChannel?: string;
+    /** Bench only (issue 19's before/after in one run): the advisory lock as its own first statement even with a guard, as before. */
+    lockStatement?: boolean;
+  },
 ): Promise<InsertPredictionsResult> {
   const total: InsertPredictionsResult = { inserted: 0, duplicates: 0, replaced: { count: 0, minStep: null, maxStep: null }, altered: 0, conflicts: [], maxId: null };
   if (params.rows.length === 0) return total;
   const rounds = splitIntoRounds(params.rows);
+  const lockInStatement = params.guard !== undefined && params.lockStatement !== true;
   await db.transaction(async (tx) => {
-    await tx.execute(sql`select pg_advisory_xact_lock(${PREDICTIONS_LOCK_CLASS}, hashtext(${params.jobId}))`);
-    for (const round of rounds) {
-      const part = await insertRound(tx, params.jobId, params.userId, round);
+    if (!lockInStatement) await tx.execute(sql`select pg_advisory_xact_lock(${PREDICTIONS_LOCK_CLASS}, hashtext(${params.jobId}))`);
+    // Before the rows are written, and waiting on the job's row lock when another write holds it:
+    // the job's state is read as it is when the rows are written, not as it was when the write queued.
+    await params.guard?.(tx);
+    for (const [k, round] of rounds.entries()) {
+      const last = k === rounds.length - 1;
+      const part = await insertRound(tx, params.jobId, params.userId, round, {
+        lock: lockInStatement && k === 0,
+        notice: last && params.notifyChannel !== undefined ? { channel: params.notifyChannel, priorMaxId: total.maxId } : null,
+      });
       total.inserted += part.inserted;
       total.duplicates += round.length - part.inserted - part.replaced - part.conflicts.length;
       total.altered += part.altered;
@@ -86,11 +118,34 @@ function splitIntoRounds(rows: StorablePredictionRow[]): Array<Array<StorablePre
 
 type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
-/** One statement over rows with distinct keys; see insertPredictions. */
-async function insertRound(tx: Tx, jobId: string, userId: string, rows: Array<StorablePredictionRow & { index: number }>) {
+/**
+ * One statement over rows with distinct keys; see insertPredictions. `lock`: take the job's
+ * advisory lock in this statement; every row flows from `input`, which cannot yield a row before
+ * the one-row `job_lock` has, so the lock is held before any id is drawn. `notice`: send the
+ * batch's notification (highest id of this round and of the earlier ones) from this statement.
+ */
+async function insertRound(
+  tx: Tx,
+  jobId: string,
+  userId: string,
+  rows: Array<StorablePredictionRow & { index: number }>,
+  options: { lock: boolean; notice: { channel: string; priorMaxId: number | null } | null },
+) {
+  const { lock, notice } = options;
+  const lockCte = lock ? sql`job_lock as materialized (select pg_advisory_xact_lock(${PREDICTIONS_LOCK_CLASS}, hashtext(${jobId})) is null as locked), ` : sql``;
+  const lockFrom = lock ? sql`job_lock, ` : sql``;
+  // A CTE runs only when referenced, hence the count in the final select.
+  const noticeCte = notice
+    ? sql`, notice as materialized (
+        select pg_notify(${notice.channel}, json_build_object('jobId', ${jobId}::uuid, 'userId', ${userId}::uuid, 'maxId', m)::text)
+        from (select greatest(max(id), ${notice.priorMaxId}::bigint) as m from (select id from inserted union all select id from replaced) w) top
+        where m is not null
+      )`
+    : sql``;
+  const noticeColumn = notice ? sql`, (select count(*)::int from notice) as notified` : sql``;
   const result = await tx.execute(sql`
-      with input as (
-        select * from json_to_recordset(${JSON.stringify(rows)}::json)
+      with ${lockCte}input as (
+        select r.* from ${lockFrom}json_to_recordset(${JSON.stringify(rows)}::json)
           as r(index int, epoch int, step int, "sampleIndex" int, trigger text, prompt text, "groundTruth" text, prediction text, altered boolean)
       ), matched as (
         select i.index, p.id, p.epoch as stored_epoch, p.trigger as stored_trigger,
@@ -122,7 +177,7 @@ async function insertRound(tx: Tx, jobId: string, userId: string, rows: Array<St
           min_step = least(s.min_step, excluded.min_step),
           max_step = greatest(s.max_step, excluded.max_step),
           last_write_at = greatest(s.last_write_at, excluded.last_write_at)
-      )
+      )${noticeCte}
       select
         (select count(*)::int from inserted) as inserted,
         (select count(*)::int from replaced) as replaced,
@@ -131,7 +186,7 @@ async function insertRound(tx: Tx, jobId: string, userId: string, rows: Array<St
         (select count(*)::int from (select altered from inserted union all select altered from replaced) w where altered) as altered,
         (select coalesce(json_agg(json_build_array(index, stored_epoch, stored_trigger) order by index), '[]'::json)
            from matched where not same_place) as conflicts,
-        (select max(id) from (select id from inserted union all select id from replaced) w)::bigint as max_id`);
+        (select max(id) from (select id from inserted union all select id from replaced) w)::bigint as max_id${noticeColumn}`);
   const [row] = rowsOf<{
     inserted: number;
     replaced: number;
@@ -201,7 +256,10 @@ function likePattern(text: string): string {
 function filterClause(f: PredictionFilters): SQL | undefined {
   return and(
     eq(trainingPredictions.jobId, f.jobId),
-    eq(trainingPredictions.userId, f.userId),
+    // The owner check, kept as a filter only (`is true` is not an index condition): with the job
+    // fixed it removes nothing, yet as an index condition PostgreSQL ANDed a bitmap of all the
+    // user's rows (280 000 at 1 M rows) into every trigram search, doubling a rare word's cost.
+    sql`(${trainingPredictions.userId} = ${f.userId}) is true`,
     f.epoch !== undefined ? eq(trainingPredictions.epoch, f.epoch) : undefined,
     f.trigger ? eq(trainingPredictions.trigger, f.trigger) : undefined,
     f.search
@@ -236,6 +294,48 @@ export function listPredictionsPage(db: Db, params: PredictionFilters & { after?
 
 /** Searches count their matches up to this many; "1000+" is as useful as an exact figure and far cheaper. */
 export const SEARCH_COUNT_CAP = 1000;
+
+/** Where a search match sits: its id and its place in listing order. */
+export interface SearchMatchKey {
+  id: number;
+  step: number;
+  sampleIndex: number;
+}
+
+/**
+ * The first `limit` rows matching the filters (a search among them), in listing order (step,
+ * sampleIndex), keys only. Asking for the order lets PostgreSQL weigh its two plans as it does for
+ * a page: for a rare word (or none) the trigram indexes (migration 0004) and a sort of the few
+ * matches; for a common one the listing index, read in order until `limit` matches. A caller that
+ * receives fewer than `limit` keys holds every match, so it has the exact count and can take any
+ * page from the keys (predictionsByIds) without searching twice.
+ */
+export function searchMatchKeys(db: Db, params: PredictionFilters & { limit: number }) {
+  const key: { [K in keyof SearchMatchKey]: (typeof trainingPredictions)[K] } = { id: trainingPredictions.id, step: trainingPredictions.step, sampleIndex: trainingPredictions.sampleIndex };
+  return db
+    .select(key)
+    .from(trainingPredictions)
+    .where(filterClause(params))
+    .orderBy(asc(trainingPredictions.step), asc(trainingPredictions.sampleIndex))
+    .limit(params.limit);
+}
+
+/**
+ * The rows with these ids that still match the filters, in listing order. The filters are
+ * applied again so a row replaced or re-scoped since its id was read is left out, never shown
+ * out of scope; at most a page of ids is expected (the primary key serves each).
+ */
+export function predictionsByIds(db: Db, params: PredictionFilters & { ids: number[] }) {
+  const orderBy =
+    params.epoch !== undefined
+      ? [asc(trainingPredictions.epoch), asc(trainingPredictions.step), asc(trainingPredictions.sampleIndex)]
+      : [asc(trainingPredictions.step), asc(trainingPredictions.sampleIndex)];
+  return db
+    .select(listColumns)
+    .from(trainingPredictions)
+    .where(and(filterClause(params), inArray(trainingPredictions.id, params.ids.length > 0 ? params.ids : [-1])))
+    .orderBy(...orderBy);
+}
 
 /**
  * How many rows match; without a search this reads the per-epoch totals, not the rows, and is
@@ -310,7 +410,7 @@ export async function latestPredictionId(db: Db, params: { jobId: string }): Pro
   return row?.id ?? 0;
 }
 
-// ---- compare (issue 12): pages by sample, nothing cut ----
+// ---- compare: pages by sample, nothing cut ----
 
 export interface ComparedSamples {
   jobId: string;

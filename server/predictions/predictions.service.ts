@@ -21,6 +21,10 @@ import {
   listPredictionsPage,
   predictionEpochs,
   predictionsAfterId,
+  predictionsByIds,
+  SEARCH_COUNT_CAP,
+  searchMatchKeys,
+  type PredictionFilters,
   type PredictionRecord,
 } from '../../db/queries/predictions';
 
@@ -56,16 +60,14 @@ export async function listPredictions(deps: AppDeps, userId: string, input: List
   const db = deps.database.db;
   const filters = { jobId: input.jobId, userId, epoch: input.epoch, trigger: input.trigger, search: input.search || undefined };
   const after = input.cursor ? decodeCursor(input.cursor) : undefined;
-  const pageRows = listPredictionsPage(db, { ...filters, limit: input.limit + 1, ...(after ? { after } : {}) });
-  // A search is counted by reading rows, so when the first page already holds every match (a
-  // rare word, or none at all: a full read of the job) its length is the count, and the rows are
-  // not read a second time. Without a search the count comes from the per-epoch totals.
-  const counted = filters.search
-    ? pageRows.then((rows) => (!after && rows.length <= input.limit ? { count: rows.length, isLowerBound: false } : countMatchingPredictions(db, filters)))
-    : countMatchingPredictions(db, filters);
-  const [rows, total, epochs, latestId] = await Promise.all([
-    pageRows,
-    counted,
+  // Without a search the page is read in order and the count comes from the per-epoch totals.
+  // A search first collects its matches' keys, up to the count cap, from the trigram indexes
+  // (one pass, in no order); see searchPage.
+  const searched = filters.search
+    ? searchPage(db, filters, input.limit, after)
+    : Promise.all([listPredictionsPage(db, { ...filters, limit: input.limit + 1, ...(after ? { after } : {}) }), countMatchingPredictions(db, filters)]);
+  const [[rows, total], epochs, latestId] = await Promise.all([
+    searched,
     predictionEpochs(db, { jobId: input.jobId, userId }),
     latestPredictionId(db, { jobId: input.jobId }),
   ]);
@@ -79,6 +81,33 @@ export async function listPredictions(deps: AppDeps, userId: string, input: List
     epochCount: epochs.length,
     latestId,
   };
+}
+
+/**
+ * One page of a search (limit + 1 rows after `after`, in listing order) and its count, capped at
+ * SEARCH_COUNT_CAP. The first cap + 1 matches' keys are read in listing order (searchMatchKeys:
+ * the trigram indexes for a rare word or none, the listing index for a common one); the page is
+ * taken from those keys (rows fetched by id) whenever it lies within them, so the text is searched
+ * once. Only a page beyond the first cap + 1 matches is read in order on its own. Terms under 3
+ * characters have no trigram to look up: PostgreSQL reads the job's rows in order for them, which
+ * stops early when the term is common, as such short strings nearly always are.
+ */
+async function searchPage(
+  db: AppDeps['database']['db'],
+  filters: PredictionFilters,
+  limit: number,
+  after: { step: number; sampleIndex: number } | undefined,
+): Promise<[PredictionRecord[], { count: number; isLowerBound: boolean }]> {
+  const keys = await searchMatchKeys(db, { ...filters, limit: SEARCH_COUNT_CAP + 1 });
+  const total = keys.length > SEARCH_COUNT_CAP ? { count: SEARCH_COUNT_CAP, isLowerBound: true } : { count: keys.length, isLowerBound: false };
+  const rest = after ? keys.filter((k) => k.step > after.step || (k.step === after.step && k.sampleIndex > after.sampleIndex)) : keys;
+  // The keys hold every match, or at least this page and the one row that says another follows.
+  if (!total.isLowerBound || rest.length > limit) {
+    const page = rest.slice(0, limit + 1);
+    const rows = page.length > 0 ? await predictionsByIds(db, { ...filters, ids: page.map((k) => k.id) }) : [];
+    return [rows, total];
+  }
+  return [await listPredictionsPage(db, { ...filters, limit: limit + 1, ...(after ? { after } : {}) }), total];
 }
 
 export async function listEpochs(deps: AppDeps, userId: string, jobId: string) {
@@ -307,7 +336,21 @@ function csvCell(value: string | number | boolean): string {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-/** Streams every prediction of a job in listing order, a page at a time: memory stays flat however large the job. */
+// Export handlers running per server (keyed by database, as sharedReads): what a test reads to
+// prove an abandoned download's handler ended (audit F15: six stayed waiting for ever).
+const exportsRunning = new WeakMap<AppDeps['database'], number>();
+
+/** How many export downloads this server is writing right now. */
+export function activeExports(deps: AppDeps): number {
+  return exportsRunning.get(deps.database) ?? 0;
+}
+
+/**
+ * Streams every prediction of a job in listing order, a page at a time: memory stays flat however
+ * large the job. Ends early, without reading further pages, when `out` closes (the client went
+ * away); returns the number of rows written.
+ * @throws AppError NOT_FOUND when the job is not the user's.
+ */
 export async function writeExport(
   deps: AppDeps,
   scope: { jobId: string; userId: string },
@@ -315,9 +358,44 @@ export async function writeExport(
   out: Writable,
   isClosed: () => boolean,
 ): Promise<number> {
+  exportsRunning.set(deps.database, activeExports(deps) + 1);
+  try {
+    return await writeExportPages(deps, scope, format, out, isClosed);
+  } finally {
+    exportsRunning.set(deps.database, activeExports(deps) - 1);
+  }
+}
+
+/**
+ * Resolves when `out` takes more (drain) or can never take more (close, error): a destroyed
+ * socket never emits 'drain', and waiting for it alone kept the handler for ever.
+ */
+function writeOrGone(out: Writable, chunk: string): Promise<void> {
+  if (out.destroyed || out.write(chunk)) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const settle = () => {
+      out.off('drain', settle);
+      out.off('close', settle);
+      out.off('error', settle);
+      resolve();
+    };
+    out.on('drain', settle);
+    out.on('close', settle);
+    out.on('error', settle);
+    // Closed between the write and the listeners: 'close' has fired already.
+    if (out.destroyed) settle();
+  });
+}
+
+async function writeExportPages(
+  deps: AppDeps,
+  scope: { jobId: string; userId: string },
+  format: 'jsonl' | 'csv',
+  out: Writable,
+  isClosed: () => boolean,
+): Promise<number> {
   await assertJobVisible(deps, scope.userId, scope.jobId);
-  const write = (chunk: string) =>
-    out.write(chunk) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve()));
+  const write = (chunk: string) => writeOrGone(out, chunk);
   // Spreadsheet programs (Excel above all) read a CSV without a byte-order mark in the local
   // legacy code page, turning accents and emoji into mojibake; with it they read UTF-8. JSONL
   // readers expect none.

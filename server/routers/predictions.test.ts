@@ -4,7 +4,11 @@ import { describe, expect, it } from 'vitest';
 import { errorDetails, type RouterOutputs } from '../../client/api/client';
 import { startTestServer, useTestServer, type TestServer } from '../test-support/server';
 import { createManualJob, createUser } from '../test-support/factories';
+import { opened, until } from '../test-support/wait';
 import { seedPredictions } from '../test-support/seed';
+import { sql } from 'drizzle-orm';
+import { rowsOf } from '../../db/client';
+import { searchMatchKeys } from '../../db/queries/predictions';
 
 // Instances that share a database share their signing keys, as a real deployment must.
 const SHARED_SECRETS = { SESSION_SECRET: 's'.repeat(40), JOB_TOKEN_SECRET: 'j'.repeat(40) };
@@ -47,12 +51,14 @@ function rows(n: number, step: number, from = 0) {
 }
 
 describe('predictions.list', () => {
-  it('pages through 100 000 predictions returning every row exactly once, in order', { timeout: 120_000 }, async () => {
-    const { api, jobId } = await jobWithRows(100_000);
-    const { items, pages } = await pageThrough(api, { jobId, limit: 200 });
-    expect(pages).toBe(500);
-    expect(items).toHaveLength(100_000);
-    expect(new Set(items.map((i) => i.id)).size).toBe(100_000);
+  // The keyset property on small pages (many page boundaries, steps with several samples each);
+  // the same walk over 1 M rows is timed in the benchmark (bench/), where its size belongs.
+  it('pages through every prediction exactly once, in (step, sampleIndex) order, across page boundaries', async () => {
+    const { api, jobId } = await jobWithRows(2_003, { samples: 7 });
+    const { items, pages } = await pageThrough(api, { jobId, limit: 13 });
+    expect(pages).toBe(Math.ceil(2_003 / 13));
+    expect(items).toHaveLength(2_003);
+    expect(new Set(items.map((i) => i.id)).size).toBe(2_003);
     for (let i = 1; i < items.length; i++) {
       const [a, b] = [items[i - 1] as Item, items[i] as Item];
       expect(a.step < b.step || (a.step === b.step && a.sampleIndex < b.sampleIndex)).toBe(true);
@@ -146,18 +152,18 @@ describe('predictions.onNew', () => {
 
     const received: Array<{ id: string; sampleIndex: number; at: number }> = [];
     const listen = (lastEventId?: string) =>
-      api.predictions.onNew.subscribe(
-        { jobId, ...(lastEventId ? { lastEventId } : {}) },
-        { onData: (event) => received.push({ id: event.id, sampleIndex: event.data.sampleIndex, at: Date.now() }) },
+      opened((onStarted) =>
+        api.predictions.onNew.subscribe(
+          { jobId, ...(lastEventId ? { lastEventId } : {}) },
+          { onStarted, onData: (event) => received.push({ id: event.id, sampleIndex: event.data.sampleIndex, at: Date.now() }) },
+        ),
       );
     const waitFor = async (n: number) => {
-      const deadline = Date.now() + 5_000;
-      while (received.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await until(() => received.length, (count) => count >= n, `${n} predictions`, 5_000);
       expect(received.length).toBe(n);
     };
 
-    let subscription = listen();
-    await new Promise((r) => setTimeout(r, 300)); // the stream is open
+    let subscription = await listen();
     const writtenAt = Date.now();
     await pod.writePredictions.mutate({ predictions: rows(3, 1) });
     await waitFor(3);
@@ -165,7 +171,7 @@ describe('predictions.onNew', () => {
 
     subscription.unsubscribe();
     await pod.writePredictions.mutate({ predictions: rows(4, 2) });
-    subscription = listen(received.at(-1)!.id);
+    subscription = await listen(received.at(-1)!.id);
     await waitFor(7);
     await pod.writePredictions.mutate({ predictions: rows(2, 3) });
     await waitFor(9);
@@ -180,11 +186,11 @@ describe('predictions.onNew', () => {
       const user = await createUser(server.deps);
       const { token, jobId } = await createManualJob(server.deps, user.id);
       const got: number[] = [];
-      const subscription = second.client(user.token).predictions.onNew.subscribe({ jobId }, { onData: (e) => got.push(e.data.sampleIndex) });
-      await new Promise((r) => setTimeout(r, 300));
+      const subscription = await opened((onStarted) =>
+        second.client(user.token).predictions.onNew.subscribe({ jobId }, { onStarted, onData: (e) => got.push(e.data.sampleIndex) }),
+      );
       await server.client(token).pod.writePredictions.mutate({ predictions: rows(2, 1) });
-      const deadline = Date.now() + 3_000;
-      while (got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await until(() => got.length, (n) => n >= 2, 'both rows on the second instance', 5_000);
       subscription.unsubscribe();
       expect(got).toEqual([0, 1]);
     } finally {
@@ -236,7 +242,7 @@ describe('exports', () => {
 
 describe("another user's job", () => {
   it('is NOT_FOUND for every predictions procedure and yields no event', async () => {
-    const { jobId, token } = await jobWithRows(20);
+    const { jobId, token, api: ownerApi } = await jobWithRows(20);
     const bob = server.client((await createUser(server.deps)).token);
     for (const call of [
       () => bob.predictions.list.query({ jobId, limit: 10 }),
@@ -249,11 +255,92 @@ describe("another user's job", () => {
     const events: unknown[] = [];
     const errors: unknown[] = [];
     const sub = bob.predictions.onNew.subscribe({ jobId }, { onData: (e) => events.push(e), onError: (e) => errors.push(e) });
-    await new Promise((r) => setTimeout(r, 300));
+    await until(() => errors.length, (n) => n > 0, "the refusal of bob's stream", 5_000);
+    // The owner's own stream is the witness: once it has the new rows, bob's would have had them too.
+    const ownerSeen: unknown[] = [];
+    const owner = await opened((onStarted) => ownerApi.predictions.onNew.subscribe({ jobId }, { onStarted, onData: (e) => ownerSeen.push(e) }));
     await server.client(token).pod.writePredictions.mutate({ predictions: rows(2, 999) });
-    await new Promise((r) => setTimeout(r, 500));
+    await until(() => ownerSeen.length, (n) => n >= 2, "the new rows on the owner's stream", 5_000);
+    owner.unsubscribe();
     sub.unsubscribe();
     expect(events).toHaveLength(0);
     expect(errorDetails(errors[0]).code).toBe('NOT_FOUND');
+  });
+});
+
+describe('predictions.list search served by the trigram indexes', () => {
+  it('matches metacharacters, NUL-replaced, right-to-left and emoji text literally', async () => {
+    const user = await createUser(server.deps);
+    const { jobId, token } = await createManualJob(server.deps, user.id);
+    const api = server.client(user.token);
+    const texts = [
+      'regex .*+?^${}()|[]\\ and LIKE % _ in one line',
+      'a\u0000b has a NUL',
+      'שלום עולם, right to left',
+      'مرحبا بالعالم',
+      'rocket 🚀 launch, 👩‍🚀 crew',
+      'now 50%_off',
+      'now 50xyoff',
+    ];
+    const written = await server.client(token).pod.writePredictions.mutate({
+      predictions: texts.map((prediction, i) => ({ ...rows(1, 10, i)[0]!, prediction })),
+    });
+    expect(written).toMatchObject({ inserted: texts.length, altered: 1 });
+    const search = async (term: string) => {
+      const page = await api.predictions.list.query({ jobId, search: term, limit: 50 });
+      expect(page.totalCount).toBe(page.items.length);
+      return page.items.map((i) => i.sampleIndex);
+    };
+    expect(await search('.*+?^${}()|[]\\')).toEqual([0]);
+    expect(await search('% _')).toEqual([0]);
+    expect(await search('50%_off')).toEqual([5]);
+    expect(await search('50%')).toEqual([5]);
+    // The term goes through the same storable-text rule as the rows: its NUL becomes U+FFFD too.
+    expect(await search('a\u0000b')).toEqual([1]);
+    expect(await search('a\uFFFDb has')).toEqual([1]);
+    expect(await search('שלום עולם')).toEqual([2]);
+    expect(await search('بالعالم')).toEqual([3]);
+    expect(await search('🚀')).toEqual([4]);
+    expect(await search('👩‍🚀 crew')).toEqual([4]);
+    expect(await search('ROCKET')).toEqual([4]);
+    expect(await search('zzqxvk')).toEqual([]);
+    // Under 3 characters there is no trigram to look up; the result is the same.
+    expect(await search('🚀')).toEqual([4]);
+    expect(await search('_')).toEqual([0, 5]);
+    expect(await search('a')).toEqual([0, 1, 4]);
+    expect(await search('e')).toEqual([0, 2, 4]);
+  });
+
+  it('pages a search of more matches than a page and fewer than the cap: every match once, in order, exactly counted', async () => {
+    const { api, jobId } = await jobWithRows(2_000, { samples: 20 });
+    // 'guess 1' matches guess 1, 10–19, 100–199, 1000–1999: 1 + 10 + 100 + 1000 = 1111 rows, over the cap;
+    // 'guess 17' matches 17, 170–179, 1700–1799: 111 rows, under it.
+    const expected = Array.from({ length: 2_000 }, (_, g) => g).filter((g) => `guess ${g}`.includes('guess 17'));
+    const first = await api.predictions.list.query({ jobId, search: 'guess 17', limit: 7 });
+    expect(first).toMatchObject({ totalCount: expected.length, totalCountIsLowerBound: false });
+    const { items, pages } = await pageThrough(api, { jobId, search: 'guess 17', limit: 7 });
+    expect(pages).toBe(Math.ceil(expected.length / 7));
+    expect(items.map((i) => Number(i.prediction.slice('guess '.length)))).toEqual(expected);
+    const epochPage = await api.predictions.list.query({ jobId, search: 'guess 17', epoch: 1, limit: 200 });
+    expect(epochPage.items.every((i) => i.epoch === 1 && i.prediction.includes('guess 17'))).toBe(true);
+    expect(epochPage.totalCount).toBe(epochPage.items.length);
+    const over = await api.predictions.list.query({ jobId, search: 'guess 1', limit: 7 });
+    expect(over).toMatchObject({ totalCount: 1000, totalCountIsLowerBound: true });
+    expect(over.items.map((i) => i.prediction)).toEqual(['guess 1', 'guess 10', 'guess 11', 'guess 12', 'guess 13', 'guess 14', 'guess 15']);
+  });
+
+  it('can serve the search from the trigram indexes of the job', async () => {
+    const { jobId, user } = await jobWithRows(20_000);
+    await server.database.db.execute(sql`vacuum analyze training_predictions`);
+    const query = searchMatchKeys(server.database.db, { jobId, userId: user.id, search: 'guess 12345', limit: 1001 });
+    const plan = await server.database.db.transaction(async (tx) => {
+      // A table this small is read faster without an index: take the plain scans away to see that the indexes apply.
+      await tx.execute(sql`set local enable_seqscan = off`);
+      await tx.execute(sql`set local enable_indexscan = off`);
+      return rowsOf<{ 'QUERY PLAN': string }>(await tx.execute(sql`explain ${query}`))
+        .map((row) => row['QUERY PLAN'])
+        .join('\n');
+    });
+    for (const column of ['prompt', 'ground_truth', 'prediction']) expect(plan).toContain(`training_predictions_${column}_trgm_idx`);
   });
 });
