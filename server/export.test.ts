@@ -1,4 +1,4 @@
-// CSV export opens correctly in spreadsheet programs (issue 12, item 13): the download starts
+// CSV export opens correctly in spreadsheet programs: the download starts
 // with a UTF-8 byte-order mark (without it Excel reads the file in the local legacy code page)
 // and says charset=utf-8; text of every kind survives a round trip through the CSV; JSONL is
 // unchanged, with no BOM.

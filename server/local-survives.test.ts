@@ -1,4 +1,4 @@
-// The default local launcher survives its server (issue 13, item 5): a real server process on the
+// The default local launcher survives its server: a real server process on the
 // embedded database runs a real trainer; `kill -9` of the server mid-training leaves the trainer
 // training and spooling, and the server started again on the same DATA_DIR takes the job back,
 // which completes with every generated prediction stored and diagnostics healthy. With the

@@ -1,4 +1,4 @@
-// Logs never hold data (issue 12, item 11): when the database refuses a statement, the server
+// Logs never hold data: when the database refuses a statement, the server
 // logs the error's SQLSTATE, constraint and sizes, never the query's parameters. Drizzle's error
 // message carries every parameter and PostgreSQL's detail quotes the failing row (password hash
 // included), so a careless `console.error(error)` would print all of it.

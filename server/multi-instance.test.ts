@@ -17,7 +17,7 @@ import path from 'node:path';
 import { EventSource } from 'eventsource';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiClient } from '../client/api/client';
-import { listJobEvents } from '../db/queries/jobs';
+import { listJobEvents } from '../db/queries/job-events';
 import { PROJECT_ROOT } from './paths';
 import { ensureSpaBuilt } from './spa';
 import { createTestDatabase, type TestDatabase } from './test-support/database';
@@ -238,7 +238,7 @@ describe(`two server instances on one database (${process.env.TEST_DATABASE_URL 
     await client(b, env.JOB_TOKEN).pod.heartbeat.mutate({ status: 'running' });
     expect((await userOn(b).jobs.get.query({ jobId: local.job.id })).status).toBe('running');
     expect(await startsOf(local.job.id)).toBe(1);
-    const kinds = async () => (await listJobEvents(database.db, { jobId: local.job.id })).map((e) => e.kind);
+    const kinds = async () => (await listJobEvents(database.db, { userId: session.user.id, jobId: local.job.id })).map((e) => e.kind);
     expect(await kinds()).not.toContain('orphaned');
 
     // Restarting A leaves its trainer running: the restarted A takes the job back (no second

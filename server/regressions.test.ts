@@ -1,5 +1,5 @@
-// Regressions found by a hostile pass over issue 12 ("every prediction a pod generates is stored
-// or visibly accounted for"). Each test pins one defect, with the input a real pod or user sends;
+// Regressions found by a hostile pass over the promise "every prediction a pod generates is stored
+// or visibly accounted for". Each test pins one defect, with the input a real pod or user sends;
 // each fails on the code it was written against and passes once the defect is fixed.
 import { and, eq, sql } from 'drizzle-orm';
 import { execFileSync, spawnSync } from 'node:child_process';

@@ -1,4 +1,4 @@
-// One protocol, two clients (issue 13, item 6): every scenario below is written once (the fault
+// One protocol, two clients: every scenario below is written once (the fault
 // on the server's side, the run, and what the server must store and the client must print) and
 // played by both clients against the real server (trainer/scenarios/clients.ts: the TypeScript
 // trainer `trainer/main.ts` as a child process, the Python callback driven by fake_training.py).
@@ -343,7 +343,7 @@ describe.each(CLIENTS)('$name against the real server', (client) => {
     }
   }, 300_000);
 
-  it(`h. issue 13 "Done when": the server hangs for 60 s, the pod is killed 40 s in, then the other client's sync stores every generated row exactly once`, async (ctx) => {
+  it(`h. the server hangs for 60 s, the pod is killed 40 s in, then the other client's sync stores every generated row exactly once`, async (ctx) => {
     ctx.skip(client.skip !== null, client.skip ?? '');
     const syncer = other(client);
     ctx.skip(syncer.skip !== null, syncer.skip ?? '');

@@ -1,7 +1,7 @@
 // The pod program end to end: `trainer/main.ts` as a child process with only the pod's
 // variables, against a real server (startTestServer), for each trigger, through a server
 // outage (a TCP proxy that goes dark mid-run), and in local mode followed by `sync`; and the
-// faults of issue 13: kill -9 while the server hangs, a revoked token, a small body limit
+// pod-durability faults: kill -9 while the server hangs, a revoked token, a small body limit
 // (413), a token with a trailing newline, a console whose reader died, and no credential in
 // anything the trainer printed or logged.
 import { spawn } from 'node:child_process';
@@ -256,7 +256,7 @@ describe('trainer/main.ts against the real server', () => {
   });
 });
 
-describe('issue 13: nothing generated is lost, every answer handled, no credential printed', () => {
+describe('nothing generated is lost, every answer handled, no credential printed', () => {
   const FIRED = /Trigger "\w+" fired at step (\d+) /g;
   const firedSteps = (output: string) => new Set([...output.matchAll(FIRED)].map((m) => Number(m[1])));
   const keyStep = (key: string) => Number(key.split('/')[1]);

@@ -1,4 +1,4 @@
-// The comparison of a job with more samples than one page (issue 12, item 7): the page says how
+// The comparison of a job with more samples than one page: the page says how
 // many samples it shows of how many, the mean F1 covers all of them, and "Load more samples"
 // brings the rest, so the web app never shows silently fewer samples than the job has.
 import { expect, it } from 'vitest';

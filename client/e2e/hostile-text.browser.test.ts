@@ -1,4 +1,4 @@
-// Issue 12 in the browser: what a pod sends that PostgreSQL cannot store (a NUL, half of an
+// In the browser: what a pod sends that PostgreSQL cannot store (a NUL, half of an
 // emoji) is shown with U+FFFD and an "altered" marker on exactly those rows; a 16,000-character,
 // a right-to-left and an emoji prediction stay inside their cells; a NaN loss breaks the curve
 // and is marked instead of drawn through; evaluator metric names (`eval_precision@5`) show as sent.

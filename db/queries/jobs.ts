@@ -1,12 +1,40 @@
-// Queries on training jobs. User-facing functions take the owner and put it in the where
+// Queries on training jobs (training_jobs; its logs, metrics and ledger are in their own
+// modules, one per table). User-facing functions take the owner and put it in the where
 // clause, so another user's job id finds nothing. Pod-facing functions take the job id from a
 // verified job token. The lookups that skip the owner are named unsafe…, each with one caller.
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
-import { rowsOf, type Db } from '../client';
-import { datasets, jobEvents, jobLogs, predictionEpochStats, trainingJobs, trainingMetrics, type JobStatus, type PodReport } from '../schema';
+import type { Db } from '../client';
+import type { Column, SQL } from 'drizzle-orm';
+import { datasets, predictionEpochStats, trainingJobs, type JobStatus, type PodReport } from '../schema';
 import type { JobConfig } from '../../server/contract/job-config';
+import { isEndedStatus, LIVE_JOB_STATUSES, type EndedJobStatus } from '../../server/contract/statuses';
 
-export const LIVE_STATUSES: JobStatus[] = ['pending', 'starting', 'running'];
+const LIVE: JobStatus[] = [...LIVE_JOB_STATUSES];
+
+/**
+ * The owner condition for rows of another table that belong to a job (logs, metrics, events):
+ * true only when the job is the user's, so a read keyed by a job id carries its owner itself.
+ */
+export function jobOwnedBy(jobId: Column, userId: string): SQL {
+  return sql`exists (select 1 from ${trainingJobs} where ${trainingJobs.id} = ${jobId} and ${trainingJobs.userId} = ${userId})`;
+}
+
+/**
+ * The columns a job gets when it ends, written once for every way of ending (endJob,
+ * setJobStatus, failLiveJobsOwnedBy): the status, the error, the end stamped with the clock when
+ * the row is written (clock_timestamp(), not the statement's start: a pod write that locked the
+ * row first is stamped before the end, see endJob), and, unless it completed, its tokens revoked
+ * (a completed job's token lives on for the write grace period).
+ */
+function endedColumns(status: EndedJobStatus, error: string | null | undefined) {
+  return {
+    status,
+    ...(error !== undefined ? { error } : {}),
+    finishedAt: sql`clock_timestamp()`,
+    updatedAt: sql`clock_timestamp()`,
+    ...(status === 'completed' ? {} : { tokenVersion: sql`${trainingJobs.tokenVersion} + 1` }),
+  };
+}
 
 const jobColumns = {
   id: trainingJobs.id,
@@ -66,11 +94,17 @@ export async function isJobOwnedBy(db: Db, params: { userId: string; jobId: stri
 // once) straddle a page boundary and the older one is never listed.
 const createdAtMs = sql`date_trunc('milliseconds', ${trainingJobs.createdAt})`;
 
-/** Newest first, keyset-paginated on (created_at to the millisecond, id). */
+/** The part of the pod report a job list shows (progress); the rest (env, counters) is the job page's. */
+export type PodProgress = Pick<PodReport, 'epoch' | 'step' | 'totalSteps'>;
+// Only the progress leaves the database: the whole report (env, counters) is for one job's page,
+// and a large one made every listing pay for it (audit F16: 1 s with a 7 MB report).
+const podProgress = sql<PodProgress | null>`case when ${trainingJobs.podReport} is null then null else jsonb_strip_nulls(jsonb_build_object('epoch', ${trainingJobs.podReport}->'epoch', 'step', ${trainingJobs.podReport}->'step', 'totalSteps', ${trainingJobs.podReport}->'totalSteps')) end`;
+
+/** Newest first, keyset-paginated on (created_at to the millisecond, id); `podReport` holds the progress only. */
 export async function listJobs(db: Db, params: { userId: string; limit: number; before?: { createdAt: Date; id: string } }) {
   const { before } = params;
   return db
-    .select({ ...jobColumns, datasetName: datasets.name, datasetRows: datasets.rowCount, predictionCount })
+    .select({ ...jobColumns, podReport: podProgress, datasetName: datasets.name, datasetRows: datasets.rowCount, predictionCount })
     .from(trainingJobs)
     .leftJoin(datasets, eq(datasets.id, trainingJobs.datasetId))
     .where(
@@ -88,43 +122,47 @@ export async function listJobs(db: Db, params: { userId: string; limit: number; 
  * any more. A failed or cancelled job's token is revoked at once; a completed job keeps its
  * token version, so that token may still upload late rows for the write grace period (the
  * status and finished_at decide that, in server/pod/pod-auth.ts).
+ *
+ * The row is locked before finished_at is taken, and finished_at is the clock at that moment: a
+ * pod write in flight holds the same lock (server/pod/pod-auth.ts), so every row it stored is
+ * stamped before the job's end. now() (the statement's start) could precede a write that began
+ * a moment later yet locked first, and so stamp the end before rows stored under the live job.
  */
 export async function endJob(
   db: Db,
   params: { jobId: string; userId: string; status: 'completed' | 'failed' | 'cancelled'; error?: string | null },
 ) {
-  const rows = await db
-    .update(trainingJobs)
-    .set({
-      status: params.status,
-      error: params.error ?? null,
-      ...(params.status === 'completed' ? {} : { tokenVersion: sql`${trainingJobs.tokenVersion} + 1` }),
-      finishedAt: sql`now()`,
-      updatedAt: sql`now()`,
-    })
-    .where(and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId), inArray(trainingJobs.status, LIVE_STATUSES)))
-    .returning({ id: trainingJobs.id, launcher: trainingJobs.launcher, launcherRef: trainingJobs.launcherRef, status: trainingJobs.status });
-  return rows[0];
+  const owned = and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId), inArray(trainingJobs.status, LIVE));
+  return db.transaction(async (tx) => {
+    const [live] = await tx.select({ id: trainingJobs.id }).from(trainingJobs).where(owned).for('no key update');
+    if (!live) return undefined;
+    const rows = await tx
+      .update(trainingJobs)
+      .set(endedColumns(params.status, params.error ?? null))
+      .where(owned)
+      .returning({ id: trainingJobs.id, launcher: trainingJobs.launcher, launcherRef: trainingJobs.launcherRef, status: trainingJobs.status });
+    return rows[0];
+  });
 }
 
 /**
  * Revokes every token issued so far for the user's job and returns the new version with the
  * job's status (a live job gets a pod token, an ended one an upload token); undefined when the
- * job is not the user's.
+ * job is not the user's. As in endJob, updated_at is the clock once the row is locked, after
+ * every write of the old token that got the lock first.
  */
 export async function bumpTokenVersion(db: Db, params: { jobId: string; userId: string; onlyIf?: JobStatus[] }) {
-  const rows = await db
-    .update(trainingJobs)
-    .set({ tokenVersion: sql`${trainingJobs.tokenVersion} + 1`, updatedAt: sql`now()` })
-    .where(
-      and(
-        eq(trainingJobs.id, params.jobId),
-        eq(trainingJobs.userId, params.userId),
-        params.onlyIf ? inArray(trainingJobs.status, params.onlyIf) : undefined,
-      ),
-    )
-    .returning({ tokenVersion: trainingJobs.tokenVersion, status: trainingJobs.status });
-  return rows[0];
+  const owned = and(eq(trainingJobs.id, params.jobId), eq(trainingJobs.userId, params.userId), params.onlyIf ? inArray(trainingJobs.status, params.onlyIf) : undefined);
+  return db.transaction(async (tx) => {
+    const [found] = await tx.select({ id: trainingJobs.id }).from(trainingJobs).where(owned).for('no key update');
+    if (!found) return undefined;
+    const rows = await tx
+      .update(trainingJobs)
+      .set({ tokenVersion: sql`${trainingJobs.tokenVersion} + 1`, updatedAt: sql`clock_timestamp()` })
+      .where(owned)
+      .returning({ tokenVersion: trainingJobs.tokenVersion, status: trainingJobs.status });
+    return rows[0];
+  });
 }
 
 export async function setJobStatus(
@@ -134,13 +172,10 @@ export async function setJobStatus(
   const rows = await db
     .update(trainingJobs)
     .set({
-      status: params.to,
-      updatedAt: sql`now()`,
+      ...(isEndedStatus(params.to)
+        ? endedColumns(params.to, params.error)
+        : { status: params.to, updatedAt: sql`now()`, ...(params.error !== undefined ? { error: params.error } : {}) }),
       ...(params.to === 'running' ? { startedAt: sql`coalesce(${trainingJobs.startedAt}, now())` } : {}),
-      ...(['completed', 'failed', 'cancelled'].includes(params.to) ? { finishedAt: sql`now()` } : {}),
-      // As in endJob: only a completed job's token lives on, for the write grace period.
-      ...(['failed', 'cancelled'].includes(params.to) ? { tokenVersion: sql`${trainingJobs.tokenVersion} + 1` } : {}),
-      ...(params.error !== undefined ? { error: params.error } : {}),
       ...(params.launcherRef !== undefined ? { launcherRef: params.launcherRef } : {}),
       ...(params.launcherOwner !== undefined ? { launcherOwner: params.launcherOwner } : {}),
     })
@@ -165,7 +200,7 @@ export function unsafeListLiveJobsLaunchedBy(db: Db, params: { launcher: string;
   return db
     .select({ jobId: trainingJobs.id, userId: trainingJobs.userId, ref: trainingJobs.launcherRef })
     .from(trainingJobs)
-    .where(and(eq(trainingJobs.launcher, params.launcher), eq(trainingJobs.launcherOwner, params.owner), inArray(trainingJobs.status, LIVE_STATUSES)))
+    .where(and(eq(trainingJobs.launcher, params.launcher), eq(trainingJobs.launcherOwner, params.owner), inArray(trainingJobs.status, LIVE)))
     .orderBy(trainingJobs.createdAt, trainingJobs.id);
 }
 
@@ -173,18 +208,12 @@ export function unsafeListLiveJobsLaunchedBy(db: Db, params: { launcher: string;
 export async function failLiveJobsOwnedBy(db: Db, params: { launcher: string; owner: string; error: string }) {
   const rows = await db
     .update(trainingJobs)
-    .set({
-      status: 'failed',
-      error: params.error,
-      finishedAt: sql`now()`,
-      updatedAt: sql`now()`,
-      tokenVersion: sql`${trainingJobs.tokenVersion} + 1`,
-    })
+    .set(endedColumns('failed', params.error))
     .where(
       and(
         eq(trainingJobs.launcher, params.launcher),
         eq(trainingJobs.launcherOwner, params.owner),
-        inArray(trainingJobs.status, LIVE_STATUSES),
+        inArray(trainingJobs.status, LIVE),
       ),
     )
     .returning({ id: trainingJobs.id });
@@ -196,10 +225,11 @@ export async function failLiveJobsOwnedBy(db: Db, params: { launcher: string; ow
 /**
  * The job as a pod token's check needs it. Only podProcedure calls this, with a verified token's
  * job id. `inWriteGrace`: the job completed less than `graceSeconds` ago (by the database's
- * clock, which also wrote finished_at, so app and database clocks cannot disagree).
+ * clock, which also wrote finished_at, so app and database clocks cannot disagree). `lock`
+ * locks the row FOR NO KEY UPDATE (inside a transaction; see server/pod/pod-auth.ts for why).
  */
-export async function unsafeGetJobForToken(db: Db, params: { jobId: string; graceSeconds: number }) {
-  const rows = await db
+export async function unsafeGetJobForToken(db: Db, params: { jobId: string; graceSeconds: number; lock?: boolean }) {
+  const query = db
     .select({
       id: trainingJobs.id,
       userId: trainingJobs.userId,
@@ -210,6 +240,10 @@ export async function unsafeGetJobForToken(db: Db, params: { jobId: string; grac
     .from(trainingJobs)
     .where(eq(trainingJobs.id, params.jobId))
     .limit(1);
+  // Inside a pod write's transaction the row is locked: jobs.cancel, pod.finish and
+  // jobs.rotateToken update this row, so they wait for the write to commit, and a write that
+  // locks after them reads their committed state (server/pod/pod-auth.ts, runGuardedWrite).
+  const rows = await (params.lock ? query.for('no key update') : query);
   return rows[0];
 }
 
@@ -228,153 +262,6 @@ export async function recordHeartbeat(db: Db, params: { jobId: string; report: P
   return rows[0];
 }
 
-// ---- the job's ledger, logs and metrics ----
-
-export async function insertJobEvent(db: Db, params: { jobId: string; kind: string; detail?: Record<string, unknown> }) {
-  await db.insert(jobEvents).values({ jobId: params.jobId, kind: params.kind, detail: params.detail ?? {} });
-}
-
-/**
- * Records an event unless the same kind with the same reason was recorded for the job within
- * the window: a pod retrying with a dead token must not flood the ledger.
- */
-export async function insertJobEventThrottled(
-  db: Db,
-  params: { jobId: string; kind: string; reason: string; detail?: Record<string, unknown>; windowSeconds?: number },
-) {
-  const detail = { reason: params.reason, ...params.detail };
-  await db.execute(sql`
-    insert into ${jobEvents} (job_id, kind, detail)
-    select ${params.jobId}, ${params.kind}, ${JSON.stringify(detail)}::jsonb
-    where exists (select 1 from ${trainingJobs} where ${trainingJobs.id} = ${params.jobId})
-      and not exists (
-        select 1 from ${jobEvents}
-        where ${jobEvents.jobId} = ${params.jobId} and ${jobEvents.kind} = ${params.kind}
-          and ${jobEvents.detail}->>'reason' = ${params.reason}
-          and ${jobEvents.createdAt} > now() - make_interval(secs => ${params.windowSeconds ?? 30})
-      )`);
-}
-
-export function listJobEvents(db: Db, params: { jobId: string; limit?: number }) {
-  return db
-    .select({ id: jobEvents.id, kind: jobEvents.kind, detail: jobEvents.detail, createdAt: jobEvents.createdAt })
-    .from(jobEvents)
-    .where(eq(jobEvents.jobId, params.jobId))
-    .orderBy(desc(jobEvents.id))
-    .limit(params.limit ?? 200);
-}
-
-export const LOG_LINES_KEPT_PER_JOB = 20_000;
-
-export async function insertLogLines(db: Db, params: { jobId: string; lines: Array<{ level: string; message: string }> }) {
-  await db.insert(jobLogs).values(params.lines.map((l) => ({ jobId: params.jobId, level: l.level, line: l.message })));
-  // Keep the newest lines: the end of a log is where a failure explains itself.
-  await db.execute(sql`
-    delete from ${jobLogs} where ${jobLogs.jobId} = ${params.jobId} and ${jobLogs.id} <= (
-      select ${jobLogs.id} from ${jobLogs} where ${jobLogs.jobId} = ${params.jobId}
-      order by ${jobLogs.id} desc offset ${LOG_LINES_KEPT_PER_JOB} limit 1)`);
-}
-
-export function listLogLines(db: Db, params: { jobId: string; afterId: number; limit: number }) {
-  return db
-    .select({ id: jobLogs.id, level: jobLogs.level, message: jobLogs.line, createdAt: jobLogs.createdAt })
-    .from(jobLogs)
-    .where(and(eq(jobLogs.jobId, params.jobId), sql`${jobLogs.id} > ${params.afterId}`))
-    .orderBy(jobLogs.id)
-    .limit(params.limit);
-}
-
-/**
- * Stores metric points. A point already stored for (name, step) in the same epoch takes the new
- * value when it differs (a run resumed from a checkpoint logs those steps again); one stored under
- * another epoch is left alone and returned as a conflict (steps must be global, as predictions'
- * are: a pod counting steps within each epoch would otherwise overwrite every earlier epoch's
- * curve). NaN and ±Infinity are stored as the IEEE values (double precision holds them).
- * `metrics` must not hold a (name, step) twice.
- */
-export async function insertMetrics(
-  db: Db,
-  params: { jobId: string; metrics: Array<{ step: number; epoch: number; name: string; value: number }> },
-): Promise<{ inserted: number; replaced: number; conflicts: Array<{ index: number; storedEpoch: number }> }> {
-  if (params.metrics.length === 0) return { inserted: 0, replaced: 0, conflicts: [] };
-  // The values travel as text: JSON has no NaN, and 'NaN' / 'Infinity' are float8 literals.
-  const rows = params.metrics.map((m, index) => ({ index, step: m.step, epoch: m.epoch, name: m.name, value: String(m.value) }));
-  const result = await db.execute(sql`
-    with input as (
-      select r.index, r.step, r.epoch, r.name, r.value::float8 as value
-      from json_to_recordset(${JSON.stringify(rows)}::json) as r(index int, step int, epoch float8, name text, value text)
-    ), matched as (
-      select i.index, m.id, m.epoch as stored_epoch, abs(m.epoch - i.epoch) <= 1e-6 as same_epoch, m.value is not distinct from i.value as same_value
-      from input i join ${trainingMetrics} m on m.job_id = ${params.jobId}::uuid and m.name = i.name and m.step = i.step
-    ), inserted as (
-      insert into ${trainingMetrics} (job_id, step, epoch, name, value)
-      select ${params.jobId}::uuid, i.step, i.epoch, i.name, i.value from input i
-      where not exists (select 1 from matched m where m.index = i.index)
-      on conflict (job_id, name, step) do nothing
-      returning 1
-    ), replaced as (
-      update ${trainingMetrics} t set value = i.value, epoch = i.epoch
-      from matched m join input i on i.index = m.index
-      where t.id = m.id and m.same_epoch and not m.same_value
-      returning 1
-    )
-    select (select count(*)::int from inserted) as inserted, (select count(*)::int from replaced) as replaced,
-      (select coalesce(json_agg(json_build_array(index, stored_epoch) order by index), '[]'::json) from matched where not same_epoch) as conflicts`);
-  const [row] = rowsOf<{ inserted: number; replaced: number; conflicts: Array<[number, number]> | string }>(result);
-  const conflicts = typeof row?.conflicts === 'string' ? (JSON.parse(row.conflicts) as Array<[number, number]>) : (row?.conflicts ?? []);
-  return {
-    inserted: Number(row?.inserted ?? 0),
-    replaced: Number(row?.replaced ?? 0),
-    conflicts: conflicts.map(([index, storedEpoch]) => ({ index, storedEpoch })),
-  };
-}
-
-/** A job's metric points in (name, step) order; values may be NaN or ±Infinity. */
-export function listMetrics(db: Db, params: { jobId: string }) {
-  return db
-    .select({ step: trainingMetrics.step, epoch: trainingMetrics.epoch, name: trainingMetrics.name, value: trainingMetrics.value })
-    .from(trainingMetrics)
-    .where(eq(trainingMetrics.jobId, params.jobId))
-    .orderBy(trainingMetrics.name, trainingMetrics.step)
-    .limit(100_000);
-}
-
-/** The ledger summarised for diagnostics: per kind and reason, how often, when last, and the last detail. */
-export async function summarizeJobEvents(db: Db, params: { jobId: string }) {
-  const rows = await db.execute(sql`
-    select kind, coalesce(detail->>'reason', '') as reason, count(*)::int as count,
-           coalesce(sum(case when jsonb_typeof(detail->'count') = 'number' then (detail->>'count')::int end), 0)::int as counted,
-           max(created_at) as last_at,
-           min(case when jsonb_typeof(detail->'minStep') = 'number' then (detail->>'minStep')::bigint end) as min_step,
-           max(case when jsonb_typeof(detail->'maxStep') = 'number' then (detail->>'maxStep')::bigint end) as max_step,
-           (array_agg(detail order by id desc))[1] as last_detail
-    from ${jobEvents} where job_id = ${params.jobId}
-    group by kind, coalesce(detail->>'reason', '')`);
-  type Row = { kind: string; reason: string; count: number; counted: number; last_at: string | Date; min_step: string | number | null; max_step: string | number | null; last_detail: Record<string, unknown> };
-  return rowsOf<Row>(rows).map((r) => ({
-    kind: r.kind,
-    reason: r.reason,
-    count: Number(r.count),
-    /** The sum of the events' own `count` fields (e.g. rows refused across batches). */
-    counted: Number(r.counted),
-    lastAt: new Date(r.last_at),
-    /** The step range the events' own `minStep` / `maxStep` fields span (e.g. replaced rows), null when none has one. */
-    steps: r.min_step === null || r.max_step === null ? null : { min: Number(r.min_step), max: Number(r.max_step) },
-    lastDetail: r.last_detail,
-  }));
-}
-
-export async function predictionTotals(db: Db, params: { jobId: string }) {
-  const [row] = await db
-    .select({
-      count: sql<number>`coalesce(sum(${predictionEpochStats.count}), 0)::int`,
-      lastWriteAt: sql<string | null>`max(${predictionEpochStats.lastWriteAt})`,
-    })
-    .from(predictionEpochStats)
-    .where(eq(predictionEpochStats.jobId, params.jobId));
-  return { count: row?.count ?? 0, lastWriteAt: row?.lastWriteAt ? new Date(row.lastWriteAt) : null };
-}
-
 /**
  * Every live job of one launcher, whoever owns it: for a launcher whose pods outlive the server
  * instance that created them, so any instance can follow them. Its one caller is the launcher
@@ -384,5 +271,5 @@ export function unsafeListLiveJobsOfLauncher(db: Db, params: { launcher: string 
   return db
     .select({ jobId: trainingJobs.id, userId: trainingJobs.userId, ref: trainingJobs.launcherRef })
     .from(trainingJobs)
-    .where(and(eq(trainingJobs.launcher, params.launcher), inArray(trainingJobs.status, LIVE_STATUSES)));
+    .where(and(eq(trainingJobs.launcher, params.launcher), inArray(trainingJobs.status, LIVE)));
 }

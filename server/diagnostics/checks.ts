@@ -5,7 +5,7 @@
 import { checkJobConfig, splitSizes, stepsPerEpoch, type JobConfig } from '../contract/job-config';
 import type { CheckId, DiagnosticCheck, DiagnosticsOutput } from '../contract/diagnostics.schemas';
 import type { PodReport } from '../../db/schema';
-import type { JobStatusName } from '../contract/statuses';
+import { isLiveStatus, type JobStatusName } from '../contract/statuses';
 import { STEP_NOT_GLOBAL } from '../contract/pod.schemas';
 
 export interface JobFacts {
@@ -24,7 +24,6 @@ export interface JobFacts {
   connectGraceSeconds: number;
 }
 
-const LIVE: JobStatusName[] = ['pending', 'starting', 'running'];
 const SILENT_AFTER_SECONDS = 60;
 
 function ago(from: Date, now: Date): string {
@@ -65,7 +64,7 @@ function triggerWords(config: JobConfig): string {
 
 export function diagnose(facts: JobFacts): Omit<DiagnosticsOutput, 'checkedAt'> {
   const { config, podReport: report, now } = facts;
-  const live = LIVE.includes(facts.status);
+  const live = isLiveStatus(facts.status);
   const connected = facts.lastHeartbeatAt !== null;
   const checks: Array<[CheckId, Check]> = [];
   const event = (kind: string) => facts.events.filter((e) => e.kind === kind);

@@ -2,13 +2,14 @@
 import type { AppDeps } from '../deps';
 import type { DiagnosticsOutput } from '../contract/diagnostics.schemas';
 import { assertOwnsJob } from '../jobs/jobs.service';
-import { predictionTotals, summarizeJobEvents } from '../../db/queries/jobs';
+import { summarizeJobEvents } from '../../db/queries/job-events';
+import { predictionTotals } from '../../db/queries/prediction-stats';
 import { diagnose } from './checks';
 
 export async function diagnoseJob(deps: AppDeps, userId: string, jobId: string): Promise<DiagnosticsOutput> {
   const job = await assertOwnsJob(deps, userId, jobId);
   const db = deps.database.db;
-  const [events, stored] = await Promise.all([summarizeJobEvents(db, { jobId }), predictionTotals(db, { jobId })]);
+  const [events, stored] = await Promise.all([summarizeJobEvents(db, { userId, jobId }), predictionTotals(db, { userId, jobId })]);
   const now = new Date();
   const result = diagnose({
     now,

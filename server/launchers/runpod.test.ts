@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createUser } from '../test-support/factories';
-import { insertJob, listJobEvents, setLauncherRef } from '../../db/queries/jobs';
+import { insertJob, setLauncherRef } from '../../db/queries/jobs';
+import { listJobEvents } from '../../db/queries/job-events';
 import { jobConfig } from '../contract/job-config';
 import { until } from '../test-support/wait';
 
@@ -166,12 +167,12 @@ describe('runpod launcher', () => {
       status: 400,
       body: JSON.stringify({ error: 'There are no longer any instances available with the requested specifications. Please refresh and try again.', status: 400 }),
     };
-    const { job } = await deployRunpodJob();
+    const { user, job } = await deployRunpodJob();
     expect(job.status).toBe('failed');
     expect(job.error).toBe(
       'Launcher runpod failed: RunPod refused to create a pod (HTTP 400): There are no longer any instances available with the requested specifications. Please refresh and try again.',
     );
-    const events = await listJobEvents(server.database.db, { jobId: job.id });
+    const events = await listJobEvents(server.database.db, { userId: user.id, jobId: job.id });
     expect(events.filter((e) => e.kind === 'launcher_error')).toEqual([
       expect.objectContaining({ detail: expect.objectContaining({ launcher: 'runpod', message: expect.stringContaining('no longer any instances') }) }),
     ]);

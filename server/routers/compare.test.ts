@@ -1,4 +1,4 @@
-// predictions.compare over real HTTP (issue 12, item 7): a comparison is complete. Paging by
+// predictions.compare over real HTTP: a comparison is complete. Paging by
 // sample returns every sample of every chosen epoch exactly once with each epoch's latest
 // prediction; the totals and mean F1 cover all samples on every page; cursors the server did
 // not issue are a 400 naming `cursor`; another owner's job is NOT_FOUND.

@@ -78,7 +78,7 @@ describe('datasets', () => {
     expect((await server.raw('datasets.list', { token: user.token })).status).toBe(200);
   });
 
-  // Issue 12, item 1: text JSON can carry but jsonb cannot (U+0000, half of a surrogate pair)
+  // text JSON can carry but jsonb cannot (U+0000, half of a surrogate pair)
   // is stored as U+FFFD, never a 500, whether it arrives raw or escaped inside the file's text.
   describe('text PostgreSQL cannot store', () => {
     const RTL = '\u202Eمرحبا بالعالم\u202C שלום';

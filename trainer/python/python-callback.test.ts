@@ -225,7 +225,7 @@ async function podLogText(userToken: string, jobId: string): Promise<string> {
   return lines.map((line) => line.message).join('\n');
 }
 
-describe('the Python callback never loses a prediction (issue 13)', () => {
+describe('the Python callback never loses a prediction', () => {
   const stepsRun = ['--sample-frequency', 'steps', '--step-interval', '1', '--eval-strategy', 'no', '--sample-count', '3', '--print-steps'];
 
   it.for([{ recovery: 'the next run of the job' }, { recovery: 'sync' }])(

@@ -379,7 +379,7 @@ class TriggerTest(Base):
 
 
     def test_an_evaluation_after_training_ended_is_sent_and_the_job_finished_again(self) -> None:
-        # Issue 13 (4): trainer.evaluate() after trainer.train() makes rows after on_train_end; a
+        # trainer.evaluate() after trainer.train() makes rows after on_train_end; a
         # finished job's token takes them for a grace period, so they are sent, not parked.
         cb = self.callback(sample_frequency="eval")
         state = run_fake_training(cb, epochs=1, steps_per_epoch=2, eval_strategy="epoch")
@@ -570,7 +570,7 @@ def token_fragments(token: str, size: int = 20) -> List[str]:
 
 
 class WriteAheadTest(Base):
-    """Issue 13 (1): rows are on disk before they are sent, and leave the spool once acknowledged."""
+    """rows are on disk before they are sent, and leave the spool once acknowledged."""
 
     def test_rows_are_on_disk_before_they_are_sent(self) -> None:
         self.server.hang = True  # the request is in flight and stays there
@@ -699,7 +699,7 @@ class SpoolFormatTest(Base):
 
 
 class AnswersTest(Base):
-    """Issue 13 (2): every answer of the server handled, as the TypeScript trainer does."""
+    """every answer of the server handled, as the TypeScript trainer does."""
 
     def test_408_and_429_are_retried_waiting_at_least_retry_after(self) -> None:
         self.server.script["pod.writePredictions"] = [{"status": 429, "retry_after": 3}, {"status": 408}, {"status": 503, "retry_after": 2}]
@@ -826,7 +826,7 @@ print("training returned", flush=True)
 
 
 class ConfigurationTest(Base):
-    """Issue 13 (3): values trimmed, unusable values named (never shown), no credential printed."""
+    """values trimmed, unusable values named (never shown), no credential printed."""
 
     def test_a_token_and_url_with_a_trailing_newline_work(self) -> None:
         cb = self.callback(sample_frequency="epoch", environ=self.environ(JOB_TOKEN=TOKEN + "\n", API_URL=f" {self.server.url}/\n", JOB_ID="job-1\n"))
@@ -1063,7 +1063,7 @@ def spoken(model: TextModel, prompt_ids: List[int]) -> str:
 
 
 class GenerationTest(Base):
-    """The default generation (issue 14): model.generate as transformers' models take it."""
+    """The default generation: model.generate as transformers' models take it."""
 
     def fire(
         self, model: Any, samples: List[Dict[str, Any]], *, tokenizer: Any = None, processing_class: Any = None, **options: Any
@@ -1219,7 +1219,7 @@ class GenerationTest(Base):
 
 
 class DistributedTest(Base):
-    """Several ranks: who generates, who writes, who stops (issue 14, B1 and B2)."""
+    """Several ranks: who generates, who writes, who stops."""
 
     def process_group(self, *, world_size: int = 2, backend: str = "gloo", decide: Optional[int] = None) -> List[Tuple[int, Any]]:
         """A stand-in torch.distributed; ``decide`` is what rank 0 answers to every broadcast."""
@@ -1337,7 +1337,7 @@ class DistributedTest(Base):
 
 
 class BestModelTest(Base):
-    """load_best_model_at_end: the model Trainer keeps is predicted too (issue 14)."""
+    """load_best_model_at_end: the model Trainer keeps is predicted too."""
 
     def test_the_best_models_predictions_are_recorded_at_its_step(self) -> None:
         cb = self.callback(sample_frequency="epoch")

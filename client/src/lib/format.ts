@@ -1,13 +1,12 @@
 // Words and numbers as the pages show them: statuses, triggers, ages and progress.
 import type { MetricValue, NonFiniteValue } from '../../../server/contract/pod.schemas';
-import type { JobStatusName } from '../../../server/contract/statuses';
+import { isLiveStatus, type JobStatusName } from '../../../server/contract/statuses';
 import { REPLACEMENT_CHARACTER } from '../../../server/contract/text';
 import type { PredictionTrigger } from '../../../server/contract/triggers';
 
-export const LIVE_STATUSES: ReadonlySet<JobStatusName> = new Set(['pending', 'starting', 'running']);
-
+/** A live job may still run and write (the contract's LIVE_JOB_STATUSES). */
 export function isLive(status: JobStatusName): boolean {
-  return LIVE_STATUSES.has(status);
+  return isLiveStatus(status);
 }
 
 export const STATUS_LABEL: Record<JobStatusName, string> = {

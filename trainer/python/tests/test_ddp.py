@@ -1,9 +1,9 @@
 """Two processes, data-parallel on CPU (torchrun, gloo), against the real server.
 
 - The job cancelled from the web app mid-run: both ranks stop at the same step, and every
-  prediction made before the stop is stored (issue 14, B2).
+  prediction made before the stop is stored.
 - A stand-in for ZeRO-3 / FSDP, where generate() is itself a collective: the run must neither
-  hang nor lose rows (issue 14, B1).
+  hang nor lose rows.
 
 Starting two processes that import torch and transformers is the slow part: two runs in all.
 """

@@ -1,4 +1,4 @@
-"""examples/finetune.py as the web app runs it (issue 14, item 4), and its handling of rows.
+"""examples/finetune.py as the web app runs it, and its handling of rows.
 
 The end-to-end test starts the real server with the local launcher running the example script
 (``LOCAL_TRAINER_COMMAND`` = this interpreter and the script), deploys a job on the example dataset
