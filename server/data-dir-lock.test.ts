@@ -1,4 +1,4 @@
-// One embedded data directory, one process (issue 12, item 9), with real processes: a second
+// One embedded data directory, one process, with real processes: a second
 // server on a directory a live server holds exits non-zero naming the holder and changes
 // nothing; the holder keeps serving and its acknowledged writes survive a restart; a lock left
 // by a process killed with SIGKILL does not block the next start.
@@ -47,7 +47,8 @@ afterAll(async () => {
 
 function startProcess(dataDir: string): ServerProcess {
   // A minimal environment: no DATABASE_URL from the caller, so this is always the embedded database.
-  const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' };
+  // SIGNUP=open: the test registers a second account on the same server.
+  const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', SIGNUP: 'open' };
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', SERVER_SCRIPT], { cwd: PROJECT_ROOT, env });
   let stdout = '';
   let stderr = '';

@@ -1,4 +1,4 @@
-// Database unavailable is 503 with Retry-After, not 500 (issue 12, item 12). A TCP proxy on the
+// Database unavailable is 503 with Retry-After, not 500. A TCP proxy on the
 // loopback sits between the server's pool and the test database; cutting it (every connection
 // destroyed, no new one accepted) is PostgreSQL going away. Every procedure then answers 503
 // with Retry-After, which pods and the web app retry; once the proxy is back the server serves

@@ -2,7 +2,7 @@
 import type { Database } from '../db/client';
 import type { AppConfig } from './env';
 import type { Secrets } from './secrets';
-import { FailureLimiter } from './auth/rate-limit';
+import { createThrottles, type Throttles } from './auth/rate-limit';
 import type { LauncherRegistry } from './launchers/types';
 import { createLauncherRegistry } from './launchers/registry';
 import { createLiveHub, type LiveHub } from './live/live-hub';
@@ -16,7 +16,8 @@ export interface AppDeps {
   secrets: Secrets;
   /** Stable per data directory: marks the jobs whose local processes this instance runs. */
   instanceId: string;
-  loginLimits: { byEmail: FailureLimiter; byClient: FailureLimiter };
+  /** Sign-in / sign-up throttles, counted in the database so every instance shares them. */
+  throttles: Throttles;
   /** The launchers configured on this server; a job may only ask for one of these. */
   launchers: LauncherRegistry;
   live: LiveHub;
@@ -33,12 +34,9 @@ export function createDeps(
     database,
     secrets,
     instanceId: options.instanceId,
-    loginLimits: {
-      byEmail: new FailureLimiter({ max: 10, windowMs: 15 * 60_000 }),
-      byClient: new FailureLimiter({ max: 50, windowMs: 15 * 60_000 }),
-    },
+    throttles: createThrottles(database.db),
     launchers: {},
-    live: createLiveHub(database),
+    live: createLiveHub(database, { maxStreamsPerUser: config.maxLiveStreamsPerUser }),
   };
   // The launchers enabled by the config (server/launchers/registry.ts), unless a test supplies its own.
   deps.launchers = (options.launchers ?? createLauncherRegistry)(deps);

@@ -1,7 +1,9 @@
 // The only reader of process.env: parses the environment once at start, so a bad value stops
 // the server with a message naming the variable instead of surfacing later as odd behaviour.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { LAUNCHERS, type LauncherName } from './contract/job-config';
+import { SIGNUP_POLICIES, type SignupPolicy } from './contract/auth.schemas';
 
 // 0 asks the OS for a free port (used by tests).
 const port = z.coerce.number().int().min(0).max(65_535);
@@ -10,6 +12,45 @@ const optionalSecret = z
   .min(32, 'must be at least 32 characters (generate one with: openssl rand -base64 48)')
   .optional();
 const flag = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
+/**
+ * TRUST_PROXY, handed to Express's own `trust proxy` setting: a hop count (how many proxies stand
+ * in front of this server; 0 = none) or a comma-separated list of trusted proxy addresses/subnets
+ * (or Express's names loopback, linklocal, uniquelocal). `true` is refused: Express would then take
+ * the left-most X-Forwarded-For entry, which the client writes itself (audit F9).
+ */
+const trustProxy = z.string().transform((text, ctx): number | string[] => {
+  const value = text.trim();
+  if (value === 'false') return 0;
+  if (/^\d+$/.test(value)) {
+    const hops = Number(value);
+    if (hops <= 32) return hops;
+    ctx.addIssue({ code: 'custom', message: 'must be at most 32 proxy hops' });
+    return z.NEVER;
+  }
+  if (value === 'true') {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'true would trust any X-Forwarded-For a client sends; give the number of proxies in front of this server (e.g. 1) or their addresses (e.g. 10.0.0.0/8)',
+    });
+    return z.NEVER;
+  }
+  const entries = value.split(',').map((entry) => entry.trim()).filter(Boolean);
+  const bad = entries.filter((entry) => !isProxyAddress(entry));
+  if (entries.length === 0 || bad.length > 0) {
+    ctx.addIssue({ code: 'custom', message: 'must be a number of proxy hops (e.g. 1) or a comma-separated list of proxy addresses or subnets (e.g. 10.0.0.1,10.1.0.0/16)' });
+    return z.NEVER;
+  }
+  return entries;
+});
+
+function isProxyAddress(entry: string): boolean {
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(entry)) return true;
+  const [address = '', bits, extra] = entry.split('/');
+  const version = isIP(address);
+  if (version === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d+$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128);
+}
 
 /** A variable holding JSON, checked against a schema (used for argv lists, selectors, tolerations). */
 function jsonOf<T extends z.ZodType>(schema: T, example: string) {
@@ -60,11 +101,21 @@ const envSchema = z.object({
   // Bounded on both sides: zero, negative or absurd limits are refused rather than meaning "no limit".
   MAX_BODY_BYTES: z.coerce.number().int().min(16 * 1024).max(64 * 1024 * 1024).default(8 * 1024 * 1024),
   MAX_BATCH_CALLS: z.coerce.number().int().min(1).max(100).default(16),
-  TRUST_PROXY: flag.default(false),
+  TRUST_PROXY: trustProxy.default(0),
   LOCAL_MAX_CONCURRENT: z.coerce.number().int().min(1).max(64).default(2),
+  // Secure by default on a self-hosted server: new accounts need an administrator's invitation
+  // (the first account on an empty server may always register, and becomes the administrator).
+  SIGNUP: z.enum(SIGNUP_POLICIES).default('invite'),
+  LOCAL_MAX_JOBS_PER_USER: z.coerce.number().int().min(1).max(64).default(1),
+  // 100 000 steps is hours of CPU for the bundled trainer; a deploy planning more is refused.
+  LOCAL_MAX_STEPS_PER_JOB: z.coerce.number().int().min(1).max(100_000_000).default(100_000),
   DIAGNOSTICS_CONNECT_GRACE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(60),
   // After pod.finish({status:'completed'}) the job's token may still write for this long (0: not at all).
   FINISHED_JOB_WRITE_GRACE_SECONDS: z.coerce.number().int().min(0).max(7 * 86_400).default(3_600),
+  // Open live streams (predictions.onNew, jobs.onUpdate) per user on one instance; each holds a socket and a re-read timer.
+  MAX_LIVE_STREAMS_PER_USER: z.coerce.number().int().min(1).max(1_000).default(16),
+  // On SIGTERM, how long requests in flight may take to finish before their connections are closed.
+  SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).max(300).default(10),
   LOG_REQUESTS: flag.default(false),
 
   // Launchers. Unset LAUNCHERS: local and manual, plus kubernetes / runpod when configured below.
@@ -158,10 +209,17 @@ export interface AppConfig {
   jobTokenTtlSeconds: number;
   maxBodyBytes: number;
   maxBatchCalls: number;
-  trustProxy: boolean;
+  /** Express's `trust proxy`: proxy hops in front of this server (0: none), or trusted proxy addresses/subnets. */
+  trustProxy: number | string[];
   logRequests: boolean;
   /** How many local-launcher trainer processes may run at once; more wait in a queue. */
   localMaxConcurrent: number;
+  /** How many local-launcher trainers one user may have running at once; their others wait without holding a slot. */
+  localMaxJobsPerUser: number;
+  /** The most optimizer steps (epochs × steps per epoch) a local job may plan; more is refused at deploy. */
+  localMaxStepsPerJob: number;
+  /** Who may create an account; the first account on an empty server always may. */
+  signup: SignupPolicy;
   /** How long after deploy a pod may take to connect before diagnostics call it a failure. */
   connectGraceSeconds: number;
   /**
@@ -169,6 +227,10 @@ export interface AppConfig {
    * and logs (late rows: evaluate() after train()); 0 refuses them at once.
    */
   finishedJobWriteGraceSeconds: number;
+  /** Live subscriptions one user may hold open on this instance; the next is refused with TOO_MANY_REQUESTS. */
+  maxLiveStreamsPerUser: number;
+  /** How long close() lets requests in flight finish (live streams are ended at once) before it cuts connections. */
+  shutdownGraceSeconds: number;
   launchers: LaunchersConfig;
 }
 
@@ -206,8 +268,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy: e.TRUST_PROXY,
     logRequests: e.LOG_REQUESTS,
     localMaxConcurrent: e.LOCAL_MAX_CONCURRENT,
+    localMaxJobsPerUser: e.LOCAL_MAX_JOBS_PER_USER,
+    localMaxStepsPerJob: e.LOCAL_MAX_STEPS_PER_JOB,
+    signup: e.SIGNUP,
     connectGraceSeconds: e.DIAGNOSTICS_CONNECT_GRACE_SECONDS,
     finishedJobWriteGraceSeconds: e.FINISHED_JOB_WRITE_GRACE_SECONDS,
+    maxLiveStreamsPerUser: e.MAX_LIVE_STREAMS_PER_USER,
+    shutdownGraceSeconds: e.SHUTDOWN_GRACE_SECONDS,
     launchers,
   };
 }

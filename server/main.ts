@@ -13,9 +13,13 @@ async function main(): Promise<void> {
 
   let closing = false;
   const shutdown = (signal: string) => {
-    if (closing) return;
+    // A second signal while requests drain means "now": the operator has decided not to wait.
+    if (closing) {
+      console.log(`[server] ${signal} again: exiting without waiting for requests in flight`);
+      process.exit(1);
+    }
     closing = true;
-    console.log(`[server] ${signal}: shutting down`);
+    console.log(`[server] ${signal}: shutting down; requests in flight have up to ${config.shutdownGraceSeconds} s to finish`);
     server.close().then(
       () => process.exit(0),
       (error: unknown) => {

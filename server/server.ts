@@ -1,6 +1,6 @@
 // Starts the whole server for a given config: database, secrets, HTTP. Used by main.ts and by
 // tests that need a real server on a real port.
-import { createServer, maxHeaderSize, STATUS_CODES, type RequestListener, type Server } from 'node:http';
+import { createServer, maxHeaderSize, STATUS_CODES, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { openDatabase, type Database } from '../db/client';
@@ -15,7 +15,14 @@ import { acquireDataDirLock, type DataDirLock } from './data-dir-lock';
 export interface RunningServer {
   url: string;
   deps: AppDeps;
+  /**
+   * Shuts down gracefully: stops accepting connections, ends live streams (they never end by
+   * themselves), lets other requests in flight finish for up to SHUTDOWN_GRACE_SECONDS, then
+   * closes the connections left, the launchers and the database. Resolves when all is closed.
+   */
   close(): Promise<void>;
+  /** Requests being answered right now, live streams included (what close() waits for). */
+  requestsInFlight(): number;
 }
 
 export interface StartOptions extends AppOptions {
@@ -56,7 +63,13 @@ async function startOn(database: Database, config: AppConfig, options: StartOpti
   // app is attached, requests (a load balancer's health check, an eager pod) get a quick 503
   // with Retry-After instead of hanging on an unanswered socket.
   const ready: { app?: RequestListener } = {};
+  const inFlight = new Set<ServerResponse>();
+  let closing = false;
   const server: Server = createServer((req, res) => {
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+    // Shutting down: this answer is the connection's last, so keep-alive clients reconnect elsewhere.
+    if (closing) res.setHeader('connection', 'close');
     if (ready.app) return ready.app(req, res);
     res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '2' });
     res.end(JSON.stringify({ status: 'starting' }));
@@ -88,9 +101,10 @@ async function startOn(database: Database, config: AppConfig, options: StartOpti
   return {
     url,
     deps,
+    requestsInFlight: () => inFlight.size,
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      closing = true;
+      await drainHttp(server, inFlight, config.shutdownGraceSeconds * 1000);
       await Promise.all(Object.values(deps.launchers).map((launcher) => launcher?.close?.()));
       await deps.live.close();
       if (!options.database) await database.close();
@@ -124,4 +138,36 @@ function answerClientErrors(server: Server): void {
       `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   });
+}
+
+/** How often the shutdown looks again for requests still running and for live streams to end. */
+const DRAIN_POLL_MS = 25;
+
+/**
+ * Stops accepting connections and waits, at most `graceMs`, for the requests in flight to be
+ * answered; live streams (server-sent events) are ended at once, since they only end when their
+ * client goes away. Then every connection left is closed. Cutting everything at once (as before)
+ * left pods with writes stored but never acknowledged (audit F14).
+ */
+async function drainHttp(server: Server, inFlight: Set<ServerResponse>, graceMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const deadline = Date.now() + graceMs;
+  for (;;) {
+    let waiting = 0;
+    for (const res of inFlight) {
+      // A stream's response may open after the shutdown began (its ownership check was running): looked at on every pass.
+      if (isEventStream(res)) res.destroy();
+      else waiting++;
+    }
+    if (waiting === 0 || Date.now() >= deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+  }
+  // Keep-alive connections left idle by the answers above, and whatever overran the grace.
+  server.closeAllConnections();
+  await closed;
+}
+
+function isEventStream(res: ServerResponse): boolean {
+  return String(res.getHeader('content-type') ?? '').startsWith('text/event-stream');
 }

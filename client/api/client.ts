@@ -8,7 +8,20 @@
 // It speaks tRPC's plain-JSON wire format over HTTP (batched); live subscriptions arrive as
 // server-sent events. Browsers have EventSource; in Node pass one, e.g. from the `eventsource`
 // package: createApiClient({ url, token, EventSource }).
-import { createTRPCClient, httpBatchLink, httpSubscriptionLink, splitLink, TRPCClientError } from '@trpc/client';
+//
+// EventSource cannot send headers, so a subscription's credential travels in its URL. The
+// session token never does: for each connection (and each reconnection) the client first asks
+// auth.streamTicket for a ticket bound to that subscription's path and valid about a minute, and
+// sends that as the connection parameter `ticket`.
+import {
+  createTRPCClient,
+  httpBatchLink,
+  httpSubscriptionLink,
+  splitLink,
+  TRPCClientError,
+  type TRPCLink,
+} from '@trpc/client';
+import { observable } from '@trpc/server/observable';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { AppRouter } from '../../server/routers/app.router';
 
@@ -40,29 +53,108 @@ export function authHeaders(token: ApiClientOptions['token']): Record<string, st
 
 export function createApiClient(options: ApiClientOptions) {
   const url = trpcUrl(options.url);
+  const batch = httpBatchLink({
+    url,
+    maxURLLength: 4000,
+    maxItems: 10,
+    headers: () => ({ ...options.headers, ...authHeaders(options.token) }),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+  // Tickets are minted over plain HTTP with the session token in the header.
+  const ticketClient = createTRPCClient<AppRouter>({ links: [batch] });
+  const mintTicket = async (path: string): Promise<string | null> =>
+    authHeaders(options.token).authorization ? (await ticketClient.auth.streamTicket.mutate({ path })).ticket : null;
   return createTRPCClient<AppRouter>({
     links: [
       splitLink({
         condition: (op) => op.type === 'subscription',
-        true: httpSubscriptionLink({
-          url,
-          // EventSource cannot send headers: the token travels as a connection parameter.
-          connectionParams: () => {
-            const token = authHeaders(options.token).authorization?.slice('Bearer '.length);
-            return token ? { token } : {};
-          },
-          ...(options.EventSource ? { EventSource: options.EventSource } : {}),
-        }),
-        false: httpBatchLink({
-          url,
-          maxURLLength: 4000,
-          maxItems: 10,
-          headers: () => ({ ...options.headers, ...authHeaders(options.token) }),
-          ...(options.fetch ? { fetch: options.fetch } : {}),
-        }),
+        true: ticketedSubscriptionLink({ url, mintTicket, ...(options.EventSource ? { EventSource: options.EventSource } : {}) }),
+        false: batch,
       }),
     ],
   });
+}
+
+/** Reopenings of one stream in a row (no event in between) before its error reaches the caller. */
+const MAX_STREAM_REOPENS = 5;
+
+/**
+ * Subscriptions over server-sent events, each connection opened with a fresh stream ticket.
+ *
+ * tRPC's httpSubscriptionLink (11.22) asks for connectionParams without saying which subscription
+ * they are for, so one link instance is made per connection: its connectionParams know the path
+ * and mint a ticket for it (tRPC calls them again when it reopens a silent stream). The browser's
+ * own EventSource reconnect (after a dropped connection, a server restart) reuses the URL, whose
+ * ticket may have expired by then; the server answers UNAUTHORIZED and the stream is reopened here
+ * with a new ticket, resuming from the last event id. A refused ticket request (the session ended)
+ * and every other error reach the caller as they are.
+ */
+function ticketedSubscriptionLink(opts: {
+  url: string;
+  mintTicket: (path: string) => Promise<string | null>;
+  EventSource?: typeof globalThis.EventSource;
+}): TRPCLink<AppRouter> {
+  return (runtime) =>
+    ({ op, next }) =>
+      observable((observer) => {
+        let lastEventId: string | undefined;
+        let reopens = 0;
+        let stopped = false;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        let current: { unsubscribe(): void } | undefined;
+        const connect = () => {
+          let ticketRefused: unknown = null;
+          const link = httpSubscriptionLink<AppRouter, typeof globalThis.EventSource>({
+            url: opts.url,
+            connectionParams: async () => {
+              try {
+                const ticket = await opts.mintTicket(op.path);
+                // Without a session there is nothing to reopen with: the server's refusal is the answer.
+                if (!ticket) ticketRefused = 'signed out';
+                return ticket ? { ticket } : {};
+              } catch (error) {
+                ticketRefused = error;
+                throw error;
+              }
+            },
+            ...(opts.EventSource ? { EventSource: opts.EventSource } : {}),
+          })(runtime);
+          const input = lastEventId !== undefined && isObject(op.input) ? { ...op.input, lastEventId } : op.input;
+          current = link({ op: { ...op, input }, next }).subscribe({
+            next(envelope) {
+              const { result } = envelope;
+              if (!('type' in result) || result.type === 'data' || result.type === undefined) {
+                reopens = 0;
+                if ('id' in result && typeof result.id === 'string') lastEventId = result.id;
+              }
+              observer.next(envelope);
+            },
+            error(error) {
+              const stale = !ticketRefused && (error.data === undefined || error.data?.code === 'UNAUTHORIZED');
+              if (stopped) return;
+              if (!stale || reopens >= MAX_STREAM_REOPENS) {
+                observer.error(ticketRefused instanceof TRPCClientError ? (ticketRefused as TRPCClientError<AppRouter>) : error);
+                return;
+              }
+              reopens += 1;
+              timer = setTimeout(connect, Math.min(250 * 2 ** reopens, 10_000));
+            },
+            complete() {
+              observer.complete();
+            },
+          });
+        };
+        connect();
+        return () => {
+          stopped = true;
+          clearTimeout(timer);
+          current?.unsubscribe();
+        };
+      });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** The server's error details (field, per-field messages, retry-after) from any client error. */

@@ -1,5 +1,5 @@
 // Top-level routing: signed-out visitors see sign-in / sign-up; signed-in users get the shell.
-import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useEffect } from 'react';
 import { useTRPC } from './lib/trpc';
 import { setToken, useToken } from './lib/session';
@@ -11,7 +11,8 @@ export function App() {
   const token = useToken();
   const { path } = useLocation();
   if (!token) {
-    const mode = path === '/signup' ? 'signup' : 'signin';
+    // /register is where invitation links point (`/register?invitation=…`).
+    const mode = path === '/signup' || path === '/register' ? 'signup' : 'signin';
     return <AuthPage mode={mode} />;
   }
   return <SignedIn />;
@@ -24,13 +25,20 @@ function SignedIn() {
   const me = useQuery(trpc.auth.me.queryOptions());
 
   useEffect(() => {
-    if (path === '/signin' || path === '/signup') navigate('/', { replace: true });
+    if (path === '/signin' || path === '/signup' || path === '/register') navigate('/', { replace: true });
   }, [path]);
 
+  const logout = useMutation(trpc.auth.logout.mutationOptions());
+  // The server revokes the session first, so the token is dead wherever it was copied; the
+  // browser forgets it whatever the answer (an unreachable server must not keep anyone signed in here).
   const signOut = () => {
-    setToken(null);
-    queryClient.clear();
-    navigate('/signin');
+    logout.mutate(undefined, {
+      onSettled: () => {
+        setToken(null);
+        queryClient.clear();
+        navigate('/signin');
+      },
+    });
   };
 
   if (me.isPending) return <div className="page-loading" role="status">Loading your workspace…</div>;

@@ -4,12 +4,14 @@ import { createRoot } from 'react-dom/client';
 import { MutationCache, QueryCache, QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { createApiClient, errorDetails } from '../api/client';
 import { TRPCProvider } from './lib/trpc';
-import { getToken, setToken } from './lib/session';
+import { endSession, getToken } from './lib/session';
 import { App } from './App';
 import './styles.css';
 
+/** Any request answered 401 means the session is over (revoked, expired, signed out elsewhere): back to sign-in, saying why. */
 function signOutOnExpiredSession(error: unknown): void {
-  if (errorDetails(error).httpStatus === 401 && getToken()) setToken(null);
+  const details = errorDetails(error);
+  if (details.httpStatus === 401 && getToken()) endSession(details.message);
 }
 
 function Root() {

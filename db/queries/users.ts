@@ -31,3 +31,21 @@ export async function getUser(db: Db, params: { userId: string }): Promise<UserR
   const rows = await db.select(publicColumns).from(users).where(eq(users.id, params.userId)).limit(1);
   return rows[0];
 }
+
+/** Whether the user administers this server (false for a user who does not exist). */
+export async function isUserAdmin(db: Db, params: { userId: string }): Promise<boolean> {
+  const rows = await db.select({ isAdmin: users.isAdmin }).from(users).where(eq(users.id, params.userId)).limit(1);
+  return rows[0]?.isAdmin ?? false;
+}
+
+/** The user's password hash, for a password change that must prove the current one (undefined: no such user). */
+export async function getPasswordHash(db: Db, params: { userId: string }): Promise<string | undefined> {
+  const rows = await db.select({ passwordHash: users.passwordHash }).from(users).where(eq(users.id, params.userId)).limit(1);
+  return rows[0]?.passwordHash;
+}
+
+/** Replaces the user's password hash; false when the user does not exist. */
+export async function updatePasswordHash(db: Db, params: { userId: string; passwordHash: string }): Promise<boolean> {
+  const rows = await db.update(users).set({ passwordHash: params.passwordHash }).where(eq(users.id, params.userId)).returning({ id: users.id });
+  return rows.length > 0;
+}

@@ -125,6 +125,7 @@ export type WriteMetricsOutput = z.infer<typeof writeMetricsOutput>;
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export const LOG_LINE_MAX = 4_000;
+/** Lines per pod.log call. With LOG_LINE_MAX, one call holds at most 2 M characters (≤ 8 MB as UTF-8, the body limit's default). */
 export const LOG_BATCH_MAX = 500;
 export const podLogInput = z.object({
   lines: z
@@ -134,13 +135,37 @@ export const podLogInput = z.object({
 });
 
 export const POD_ENV_VARS = ['JOB_ID', 'JOB_TOKEN', 'API_URL'] as const;
+/**
+ * Bounds of a heartbeat's `env` report: it is stored in the job's pod report and read by every
+ * job page (an unbounded one, 7 MB, made jobs.list take a second: audit F16). A pod reports the
+ * few variables it expects (POD_ENV_VARS), so these leave ample room.
+ */
+export const POD_ENV_ENTRIES_MAX = 64;
+export const POD_ENV_NAME_MAX = 64;
+const POD_ENV_NAME = new RegExp(`^[\\x21-\\x7e]{1,${POD_ENV_NAME_MAX}}$`);
 const counter = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 export const heartbeatInput = z.object({
   status: z.enum(['starting', 'running', 'finishing']).default('running'),
   mode: z.enum(['cloud', 'local']).default('cloud'),
   /** Which expected variables were present: names and booleans, never values. */
-  env: z.record(z.string().max(64), z.boolean()).default({}),
+  env: z
+    .record(z.string(), z.boolean())
+    .superRefine((env, ctx) => {
+      const names = Object.keys(env);
+      if (names.length > POD_ENV_ENTRIES_MAX) {
+        ctx.addIssue({ code: 'custom', message: `env holds at most ${POD_ENV_ENTRIES_MAX} variables (got ${names.length}); report only the ones the pod expects` });
+        return;
+      }
+      const bad = names.find((name) => !POD_ENV_NAME.test(name));
+      if (bad !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `env names must be 1 to ${POD_ENV_NAME_MAX} printable characters without spaces or line breaks (names of environment variables); got ${JSON.stringify(bad.slice(0, POD_ENV_NAME_MAX + 1))}`,
+        });
+      }
+    })
+    .default({}),
   epoch: z.number().min(0).max(EPOCH_MAX).optional(),
   step: stepNumber.optional(),
   totalSteps: stepNumber.optional(),

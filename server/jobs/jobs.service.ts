@@ -9,28 +9,15 @@ import { metricValueToWire } from '../contract/pod.schemas';
 import { toStorableText } from '../contract/text';
 import { signJobToken } from '../auth/tokens';
 import { getDatasetSummary } from '../../db/queries/datasets';
-import {
-  bumpTokenVersion,
-  endJob,
-  failLiveJobsOwnedBy,
-  getJob,
-  insertJob,
-  insertJobEvent,
-  insertLogLines,
-  isJobOwnedBy,
-  LIVE_STATUSES,
-  listJobs,
-  listLogLines,
-  listMetrics,
-  setJobStatus,
-  setLauncherRef,
-  unsafeListLiveJobsLaunchedBy,
-  type JobRecord,
-} from '../../db/queries/jobs';
+import { bumpTokenVersion, endJob, failLiveJobsOwnedBy, getJob, insertJob, isJobOwnedBy, listJobs, setJobStatus, setLauncherRef, unsafeListLiveJobsLaunchedBy, type JobRecord, type PodProgress } from '../../db/queries/jobs';
+import { insertJobEvent } from '../../db/queries/job-events';
+import { insertLogLines, listLogLines } from '../../db/queries/job-logs';
+import { listMetrics } from '../../db/queries/metrics';
+import { isLiveStatus, LIVE_JOB_STATUSES } from '../contract/statuses';
 import type { ExitOutcome, LauncherEvents, PodEnv } from '../launchers/types';
 import { Waker } from '../live/live-hub';
 
-export function toJobSummary(job: JobRecord): JobSummary {
+export function toJobSummary(job: Omit<JobRecord, 'podReport'> & { podReport: PodProgress | null }): JobSummary {
   const config = job.config;
   const report = job.podReport;
   const plannedSteps = job.datasetRows ? totalSteps(config, job.datasetRows) : null;
@@ -101,7 +88,19 @@ async function checkWithDataset(deps: AppDeps, userId: string, config: JobConfig
     });
   }
   problems.push(...checkJobConfig(config, dataset ? { rows: dataset.rowCount } : null));
-  return { problems, totalSteps: dataset ? totalSteps(config, dataset.rowCount) : null, dataset };
+  const steps = dataset ? totalSteps(config, dataset.rowCount) : null;
+  // The local launcher trains on this server's CPU: a job planning more steps than the operator
+  // allows (LOCAL_MAX_STEPS_PER_JOB) is refused before it is stored, not stopped halfway.
+  const maxSteps = deps.config.localMaxStepsPerJob;
+  if (config.launcher === 'local' && steps !== null && steps > maxSteps) {
+    problems.push({
+      severity: 'error',
+      field: 'training.epochs',
+      message: `This job plans ${steps} training steps (epochs × steps per epoch); jobs on this server's local launcher may plan at most ${maxSteps} (LOCAL_MAX_STEPS_PER_JOB).`,
+      fix: `Lower epochs or raise batchSize so that the job is at most ${maxSteps} steps, or choose another launcher.`,
+    });
+  }
+  return { problems, totalSteps: steps, dataset };
 }
 
 export async function deployJob(
@@ -217,14 +216,14 @@ export async function rotateJobToken(deps: AppDeps, userId: string, jobId: strin
   const db = deps.database.db;
   const bumped = await bumpTokenVersion(db, { jobId, userId });
   if (!bumped) throw notFound('Job');
-  const upload = !LIVE_STATUSES.includes(bumped.status);
+  const upload = !isLiveStatus(bumped.status);
   await insertJobEvent(db, { jobId, kind: 'token_rotated', detail: { tokenVersion: bumped.tokenVersion, ...(upload ? { upload: true, status: bumped.status } : {}) } });
   return podEnv(deps, { jobId, userId, tokenVersion: bumped.tokenVersion, upload });
 }
 
 export async function jobLogs(deps: AppDeps, userId: string, input: { jobId: string; afterId: number; limit: number }) {
   await assertJobVisible(deps, userId, input.jobId);
-  const lines = await listLogLines(deps.database.db, input);
+  const lines = await listLogLines(deps.database.db, { ...input, userId });
   return {
     lines: lines.map((l) => ({ ...l, createdAt: l.createdAt.toISOString() })),
     lastId: lines.at(-1)?.id ?? input.afterId,
@@ -233,7 +232,7 @@ export async function jobLogs(deps: AppDeps, userId: string, input: { jobId: str
 
 export async function jobMetrics(deps: AppDeps, userId: string, jobId: string) {
   await assertJobVisible(deps, userId, jobId);
-  const points = await listMetrics(deps.database.db, { jobId });
+  const points = await listMetrics(deps.database.db, { userId, jobId });
   return { points: points.map((p) => ({ ...p, value: metricValueToWire(p.value) })) };
 }
 
@@ -298,7 +297,7 @@ export function launcherEvents(getDeps: () => AppDeps): LauncherEvents {
       const end = endOfExitedJob(outcome);
       // A child's output is bytes from outside: it may hold NUL, and slicing may halve an emoji.
       const error = end.error === null ? null : toStorableText(end.error);
-      const ended = await setJobStatus(db, { jobId, userId, from: LIVE_STATUSES, to: end.status, error });
+      const ended = await setJobStatus(db, { jobId, userId, from: [...LIVE_JOB_STATUSES], to: end.status, error });
       if (ended) {
         await insertJobEvent(db, {
           jobId,
@@ -316,7 +315,7 @@ export function launcherEvents(getDeps: () => AppDeps): LauncherEvents {
     },
     async renewEnv(jobId, userId) {
       const deps = getDeps();
-      const bumped = await bumpTokenVersion(deps.database.db, { jobId, userId, onlyIf: LIVE_STATUSES });
+      const bumped = await bumpTokenVersion(deps.database.db, { jobId, userId, onlyIf: [...LIVE_JOB_STATUSES] });
       if (!bumped) return null;
       await insertJobEvent(deps.database.db, { jobId, kind: 'token_rotated', detail: { tokenVersion: bumped.tokenVersion, by: 'launcher' } });
       return (await podEnv(deps, { jobId, userId, tokenVersion: bumped.tokenVersion })).env;

@@ -22,7 +22,7 @@ import { startTestServer, useTestServer, type TestServer } from '../test-support
 import { until } from '../test-support/wait';
 import { expectedKeysFor, storedPredictionKeys } from '../test-support/prediction-keys';
 import { insertJob, setLauncherRef } from '../../db/queries/jobs';
-import { formatLocalRef, readLocalProcess } from './local';
+import { fairOrder, formatLocalRef, readLocalProcess } from './local';
 import { isAlive } from '../test-support/processes';
 
 const ENDED: JobStatusName[] = ['completed', 'failed', 'cancelled'];
@@ -218,8 +218,11 @@ describe('the local launcher with a stand-in trainer', () => {
     // Spawning happens inside deploy: had a queued job been started, its process would exist now.
     expect(livingChildren()).toEqual([firstStart.pid]);
     expect(await logMessages(api, first.id)).not.toContainEqual(expect.stringMatching(/Queued/));
-    expect(await logMessages(api, second.id)).toContain('Queued: a local job is running; this one is number 1 in line.');
-    expect(await logMessages(api, third.id)).toContain('Queued: a local job is running; this one is number 2 in line.');
+    // One account: its own limit (LOCAL_MAX_JOBS_PER_USER, default 1) is why its jobs wait.
+    expect(await logMessages(api, second.id)).toContain(
+      'Queued: this account has 1 local job running, the most one account may run at once (LOCAL_MAX_JOBS_PER_USER=1); this one is number 1 of its waiting jobs and starts when one of them ends.',
+    );
+    expect(await logMessages(api, third.id)).toContainEqual(expect.stringMatching(/^Queued: this account has 1 local job running, .* this one is number 2 of its waiting jobs/));
     expect((await api.jobs.get.query({ jobId: second.id })).status).toBe('starting');
 
     await finishAsPod(firstStart);
@@ -249,7 +252,7 @@ describe('the local launcher with a stand-in trainer', () => {
 
     // Had the cancelled job stayed in line, this one would be number 2, and would start after it.
     const next = await deploy(api, example.id, 'next');
-    expect(await logMessages(api, next.id)).toContain('Queued: a local job is running; this one is number 1 in line.');
+    expect(await logMessages(api, next.id)).toContainEqual(expect.stringMatching(/^Queued: .* this one is number 1 of its waiting jobs/));
     expect(livingChildren()).toEqual([firstStart.pid]);
     await order(first.id, { exit: 0 });
     const nextStart = await started(next.id);
@@ -446,5 +449,23 @@ describe('the local launcher with a stand-in trainer', () => {
       expect(ended.status).toBe('failed');
       expect(ended.error).toMatch(/^The trainer process ended while the server was down/);
     });
+  });
+});
+
+describe('fairOrder: who starts next when a local slot frees', () => {
+  const job = (userId: string, n: number) => ({ userId, jobId: `${userId}${n}` });
+  const ids = (jobs: Array<{ jobId: string }>) => jobs.map((j) => j.jobId);
+
+  it('takes turns between users, the one with the fewest running first, each user in their own order', () => {
+    const queue = [job('a', 1), job('a', 2), job('a', 3), job('b', 1), job('c', 1), job('b', 2)];
+    expect(ids(fairOrder(queue, new Map()))).toEqual(['a1', 'b1', 'c1', 'a2', 'b2', 'a3']);
+    // A already runs two, B one: C and then B go before A's jobs, although A's waited longest;
+    // once B runs as many as A, the longer wait breaks the tie.
+    expect(ids(fairOrder(queue, new Map([['a', 2], ['b', 1]])))).toEqual(['c1', 'b1', 'a1', 'b2', 'a2', 'a3']);
+  });
+
+  it('is first come, first served for one user, and empty for an empty queue', () => {
+    expect(ids(fairOrder([job('a', 1), job('a', 2)], new Map([['a', 5]])))).toEqual(['a1', 'a2']);
+    expect(fairOrder([], new Map([['a', 1]]))).toEqual([]);
   });
 });

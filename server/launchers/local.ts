@@ -1,6 +1,8 @@
 // The local launcher (the embedded default): runs the trainer as a process on this server with
 // only the three pod variables (never the server's own environment or secrets), limits how many
-// run at once (the rest wait in a queue), and kills the process group on cancel.
+// run at once and how many of them one user may have (the rest wait in a fair queue: the next to
+// start is the oldest waiting job of the user with the fewest running, so one user's jobs cannot
+// hold another's back), and kills the process group on cancel.
 //
 // The trainer outlives this server (docs/decisions/0006-local-trainers-outlive-the-server.md):
 // it runs detached in its own process group, writes stdout and stderr to a file
@@ -22,6 +24,8 @@ export interface LocalLauncherOptions {
   /** Where each trainer's output goes, `<logDir>/<jobId>.log`. */
   logDir: string;
   maxConcurrent: number;
+  /** How many trainers one user may have running at once; their further jobs wait without taking a slot. */
+  maxPerUser: number;
   events: LauncherEvents;
   /** The program to run; defaults to the TypeScript trainer under tsx. */
   command?: { file: string; args: string[] };
@@ -139,6 +143,41 @@ interface Running {
   cancelled: boolean;
 }
 
+/**
+ * The waiting jobs in the order they would start if slots freed one at a time and nothing ended:
+ * round robin over users, the user with the fewest running (counting the ones placed before)
+ * first, ties to the user whose next job has waited longest; each user's jobs in their own order.
+ * `queue` is in arrival order. The launcher starts the head when a slot is free and its user is
+ * under the per-user limit (if the head's user is at the limit, every waiting user is).
+ */
+export function fairOrder<T extends { userId: string }>(queue: readonly T[], runningByUser: ReadonlyMap<string, number>): T[] {
+  const waiting = new Map<string, Array<{ item: T; arrival: number }>>();
+  queue.forEach((item, arrival) => {
+    const list = waiting.get(item.userId);
+    if (list) list.push({ item, arrival });
+    else waiting.set(item.userId, [{ item, arrival }]);
+  });
+  const counts = new Map(runningByUser);
+  const order: T[] = [];
+  while (waiting.size > 0) {
+    let best: { userId: string; count: number; arrival: number } | null = null;
+    for (const [userId, list] of waiting) {
+      const count = counts.get(userId) ?? 0;
+      const arrival = list[0]?.arrival ?? Infinity;
+      if (!best || count < best.count || (count === best.count && arrival < best.arrival)) best = { userId, count, arrival };
+    }
+    if (!best) break;
+    const list = waiting.get(best.userId) ?? [];
+    const head = list.shift();
+    if (head) order.push(head.item);
+    if (list.length === 0) waiting.delete(best.userId);
+    counts.set(best.userId, best.count + 1);
+  }
+  return order;
+}
+
+const plural = (count: number, one: string, many: string) => `${count} ${count === 1 ? one : many}`;
+
 /** How a process ended: its status when it was this server's child; for an adopted one, only when it was seen gone. */
 type Exit = { code: number | null; signal: NodeJS.Signals | null } | 'adopted' | 'while-down';
 
@@ -154,13 +193,47 @@ export function createLocalLauncher(options: LocalLauncherOptions): Launcher {
   const spoolFile = (jobId: string) => path.join(options.spoolDir, `${jobId}.jsonl`);
   const report = (what: string) => (error: unknown) => console.error(`[local-launcher] ${what} failed: ${describeError(error)}`);
 
-  function pump(): void {
-    while (!closed && running.size < options.maxConcurrent && queue.length > 0) {
-      const next = queue.shift();
-      if (!next) break;
+  function runningByUser(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const entry of running.values()) counts.set(entry.userId, (counts.get(entry.userId) ?? 0) + 1);
+    return counts;
+  }
+
+  /**
+   * Starts waiting jobs while a slot is free and the fair order's head may run; returns what it
+   * started, each with the promise of its pid being recorded on the job.
+   */
+  function pump(): Array<{ jobId: string; recorded: Promise<void> }> {
+    const startedNow: Array<{ jobId: string; recorded: Promise<void> }> = [];
+    while (!closed && running.size < options.maxConcurrent) {
+      const counts = runningByUser();
+      const next = fairOrder(queue, counts)[0];
+      if (!next || (counts.get(next.userId) ?? 0) >= options.maxPerUser) break;
+      queue.splice(queue.indexOf(next), 1);
       const entry = spawnTrainer(next);
-      void options.events.started(next.jobId, next.userId, formatLocalRef(entry.process)).catch(report(`recording the process of ${next.jobId}`));
+      // The trainer runs whether or not this is recorded; without it a restart would queue the job again.
+      const recorded = options.events.started(next.jobId, next.userId, formatLocalRef(entry.process)).catch(report(`recording the process of ${next.jobId}`));
+      startedNow.push({ jobId: next.jobId, recorded });
     }
+    return startedNow;
+  }
+
+  /** Why a job that was just queued waits, and where it stands, for the job's log. */
+  function whyQueued(request: LaunchRequest): string {
+    const counts = runningByUser();
+    const own = counts.get(request.userId) ?? 0;
+    if (own >= options.maxPerUser) {
+      const ownWaiting = queue.filter((q) => q.userId === request.userId).length;
+      return (
+        `Queued: this account has ${plural(own, 'local job', 'local jobs')} running, the most one account may run at once ` +
+        `(LOCAL_MAX_JOBS_PER_USER=${options.maxPerUser}); this one is number ${ownWaiting} of its waiting jobs and starts when one of them ends.`
+      );
+    }
+    const position = fairOrder(queue, counts).findIndex((q) => q.jobId === request.jobId) + 1;
+    return (
+      `Queued: all ${plural(options.maxConcurrent, 'local job slot', 'local job slots')} of this server are in use ` +
+      `(LOCAL_MAX_CONCURRENT=${options.maxConcurrent}); this one is number ${position} in line.`
+    );
   }
 
   function spawnTrainer(request: LaunchRequest): Running {
@@ -299,17 +372,13 @@ export function createLocalLauncher(options: LocalLauncherOptions): Launcher {
 
   return {
     name: 'local',
-    description: `Runs the trainer as a process on this server (at most ${options.maxConcurrent} at once; the rest queue). It keeps running through a restart of the server.`,
+    description: `Runs the trainer as a process on this server (at most ${options.maxConcurrent} at once, ${options.maxPerUser} per account; the rest queue, taking turns between accounts). It keeps running through a restart of the server.`,
     async start(request) {
-      const position = queue.length + running.size >= options.maxConcurrent ? queue.length + 1 : 0;
-      if (position === 0) {
-        const entry = spawnTrainer(request);
-        // The trainer runs whether or not this is recorded; without it a restart would queue the job again.
-        await options.events.started(request.jobId, request.userId, formatLocalRef(entry.process)).catch(report(`recording the process of ${request.jobId}`));
-      } else {
-        queue.push(request);
-        await options.events.log(request.jobId, 'info', `Queued: ${options.maxConcurrent === 1 ? 'a local job is' : `${options.maxConcurrent} local jobs are`} running; this one is number ${position} in line.`);
-      }
+      queue.push(request);
+      // Every other waiting job was already passed over by the last pump, so this one alone can start now.
+      const mine = pump().find((started) => started.jobId === request.jobId);
+      if (mine) await mine.recorded;
+      else await options.events.log(request.jobId, 'info', whyQueued(request));
       // The pid is recorded through events.started when the process exists (now, or when its turn comes).
       return { ref: null, revealEnv: false };
     },

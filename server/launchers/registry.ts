@@ -6,7 +6,8 @@ import type { AppDeps } from '../deps';
 import type { LaunchersConfig } from '../env';
 import { LAUNCHERS, type LauncherName } from '../contract/job-config';
 import { launcherEvents } from '../jobs/jobs.service';
-import { getJob, LIVE_STATUSES, unsafeListLiveJobsOfLauncher } from '../../db/queries/jobs';
+import { getJob, unsafeListLiveJobsOfLauncher } from '../../db/queries/jobs';
+import { isLiveStatus } from '../contract/statuses';
 import { PROJECT_ROOT } from '../paths';
 import type { Launcher, LauncherRegistry } from './types';
 import { createLocalLauncher } from './local';
@@ -29,6 +30,7 @@ export function createLauncherRegistry(deps: AppDeps, options: RegistryOptions =
         spoolDir: path.resolve(deps.config.dataDir, 'spool'),
         logDir: path.resolve(deps.config.dataDir, 'local-jobs'),
         maxConcurrent: deps.config.localMaxConcurrent,
+        maxPerUser: deps.config.localMaxJobsPerUser,
         events,
         ...(config.local.command ? { command: argvCommand(config.local.command) } : {}),
       }),
@@ -44,7 +46,7 @@ export function createLauncherRegistry(deps: AppDeps, options: RegistryOptions =
             events,
             async isJobLive(jobId, userId) {
               const job = await getJob(deps.database.db, { userId, jobId });
-              return job !== undefined && LIVE_STATUSES.includes(job.status);
+              return job !== undefined && isLiveStatus(job.status);
             },
             liveJobs: () => unsafeListLiveJobsOfLauncher(deps.database.db, { launcher: 'runpod' }),
           })

@@ -1,12 +1,14 @@
 // Live updates across server instances through Postgres LISTEN/NOTIFY (PGlite's own notify on
 // the embedded default). Writers send one small notification per stored batch or job change
-// (ids only, far below NOTIFY's 8 KB limit); every instance listens once and fans the
+// (ids only, far below NOTIFY's 8 KB limit; a prediction write sends its own from inside its
+// transaction, see predictionsChannel); every instance listens once and fans the
 // notification out in-process to its subscribers, who then read the rows from the table.
 import { EventEmitter } from 'node:events';
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database } from '../../db/client';
 import { describeError } from '../log-safe';
+import { AppError } from '../errors';
 
 const PREDICTIONS_CHANNEL = 'predictions_stored';
 const JOBS_CHANNEL = 'jobs_changed';
@@ -17,20 +19,39 @@ const jobPayload = z.object({ jobId: z.uuid(), userId: z.uuid() });
 export interface LiveHub {
   start(): Promise<void>;
   close(): Promise<void>;
-  /** A batch was stored: wakes the job's prediction subscribers and, since its counts moved, the owner's job subscribers. */
+  /**
+   * The channel a prediction write notifies from inside its own transaction (insertPredictions'
+   * `notifyChannel`), payload `{"jobId","userId","maxId"}`: delivered at commit, it wakes the job's
+   * prediction subscribers and, since its counts moved, the owner's job subscribers.
+   */
+  readonly predictionsChannel: string;
+  /**
+   * The same notification as its own statement, after the write committed: the path before
+   * issue 19, kept for the bench's before/after (server/pod/pod.service.ts writePathForBench).
+   */
   predictionsStored(jobId: string, userId: string, maxId: number): Promise<void>;
   jobChanged(jobId: string, userId: string): Promise<void>;
   /** Calls back with the highest stored id each time a batch for the job is stored anywhere. */
   onPredictions(jobId: string, listener: (maxId: number) => void): () => void;
   /** Calls back with the job id each time one of the user's jobs changes anywhere. */
   onJobChange(userId: string, listener: (jobId: string) => void): () => void;
+  /**
+   * Takes one of the user's live-stream slots on this instance, for as long as one stream is open
+   * (each holds a socket and a re-read timer; 300 idle ones cost 61 MB and 23 queries/s, audit F16).
+   * Returns the release, which is idempotent: call it when the stream ends, however it ends.
+   * @throws AppError TOO_MANY_REQUESTS when the user already holds `maxStreamsPerUser` streams here.
+   */
+  holdStream(userId: string): () => void;
+  /** How many streams the user holds open on this instance (what the cap counts). */
+  openStreams(userId: string): number;
 }
 
-export function createLiveHub(database: Database): LiveHub {
+export function createLiveHub(database: Database, options: { maxStreamsPerUser: number }): LiveHub {
   const emitter = new EventEmitter();
   // Every open subscription adds a listener; thousands are expected, not a leak.
   emitter.setMaxListeners(0);
   const stops: Array<() => Promise<void>> = [];
+  const streamsByUser = new Map<string, number>();
 
   const notify = async (channel: string, payload: object) => {
     try {
@@ -70,6 +91,7 @@ export function createLiveHub(database: Database): LiveHub {
       await Promise.all(stops.splice(0).map((stop) => stop()));
       emitter.removeAllListeners();
     },
+    predictionsChannel: PREDICTIONS_CHANNEL,
     predictionsStored: (jobId, userId, maxId) => notify(PREDICTIONS_CHANNEL, { jobId, userId, maxId }),
     jobChanged: (jobId, userId) => notify(JOBS_CHANNEL, { jobId, userId }),
     onPredictions(jobId, listener) {
@@ -80,6 +102,26 @@ export function createLiveHub(database: Database): LiveHub {
       emitter.on(`jobs:${userId}`, listener);
       return () => emitter.off(`jobs:${userId}`, listener);
     },
+    holdStream(userId) {
+      const open = streamsByUser.get(userId) ?? 0;
+      if (open >= options.maxStreamsPerUser) {
+        throw new AppError(
+          'TOO_MANY_REQUESTS',
+          `You have ${open} live updates open, the most this server allows per user (MAX_LIVE_STREAMS_PER_USER = ${options.maxStreamsPerUser}); close other tabs or windows of this app and try again`,
+          { retryAfterSeconds: 10 },
+        );
+      }
+      streamsByUser.set(userId, open + 1);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        const left = (streamsByUser.get(userId) ?? 1) - 1;
+        if (left > 0) streamsByUser.set(userId, left);
+        else streamsByUser.delete(userId);
+      };
+    },
+    openStreams: (userId) => streamsByUser.get(userId) ?? 0,
   };
 }
 
@@ -114,4 +156,39 @@ export class Waker {
       this.release = done;
     });
   }
+}
+
+/**
+ * Hands back `stream` so that `release` runs once when it ends, however it ends: its last item
+ * was read, it threw, the consumer stopped it (return/throw: the client went away), or `signal`
+ * aborted (the request closed, or the server shut down) even if it was never read at all. A
+ * generator never started does not run its `finally`, so the release cannot live there.
+ */
+export function releaseWhenEnded<T>(stream: AsyncIterable<T>, release: () => void, signal: AbortSignal | undefined): AsyncIterable<T> {
+  if (signal?.aborted) release();
+  else signal?.addEventListener('abort', release, { once: true });
+  const done = () => {
+    signal?.removeEventListener('abort', release);
+    release();
+  };
+  return {
+    [Symbol.asyncIterator]() {
+      const inner = stream[Symbol.asyncIterator]();
+      const settle = async (step: Promise<IteratorResult<T>>) => {
+        try {
+          const result = await step;
+          if (result.done) done();
+          return result;
+        } catch (error) {
+          done();
+          throw error;
+        }
+      };
+      return {
+        next: () => settle(inner.next()),
+        return: (value?: unknown) => settle(inner.return ? inner.return(value) : Promise.resolve({ done: true as const, value: undefined })),
+        throw: (error?: unknown) => settle(inner.throw ? inner.throw(error) : Promise.reject(error)),
+      };
+    },
+  };
 }

@@ -1,5 +1,6 @@
 // The app router: one sub-router per area. Its type is what every client is typed from.
 import { router } from '../trpc/init';
+import { adminRouter } from './admin.router';
 import { authRouter } from './auth.router';
 import { datasetsRouter } from './datasets.router';
 import { diagnosticsRouter } from './diagnostics.router';
@@ -9,6 +10,7 @@ import { podRouter } from './pod.router';
 import { predictionsRouter } from './predictions.router';
 
 export const appRouter = router({
+  admin: adminRouter,
   auth: authRouter,
   datasets: datasetsRouter,
   diagnostics: diagnosticsRouter,

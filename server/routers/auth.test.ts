@@ -1,4 +1,5 @@
 // auth.* over real HTTP against a real database: every bad input answers 4xx with a message.
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
 import { signSessionToken, TOKEN_ISSUER } from '../auth/tokens';
@@ -105,7 +106,7 @@ describe('auth.login', () => {
 describe('session tokens', () => {
   it('refuses a token signed with another key', async () => {
     const user = await createUser(server.deps);
-    const forged = await signSessionToken(new TextEncoder().encode('x'.repeat(48)), user.id, 3600);
+    const forged = await signSessionToken(new TextEncoder().encode('x'.repeat(48)), user.id, 3600, randomUUID());
     const res = await server.raw('auth.me', { token: forged });
     expect(res.status).toBe(401);
     expect(errorOf(res.body).message).toMatch(/invalid or has expired/);

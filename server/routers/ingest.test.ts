@@ -1,4 +1,4 @@
-// Issue 12 over real HTTP: nothing a pod can send is lost or hidden. Text PostgreSQL cannot
+// Over real HTTP: nothing a pod can send is lost or hidden. Text PostgreSQL cannot
 // store is made storable and marked, a resumed run replaces what it re-predicts (and says so),
 // steps that restart each epoch are refused by row with the reason, metrics keep NaN and
 // evaluator names, and per-epoch totals add up over many batches.
@@ -53,7 +53,11 @@ describe('text PostgreSQL cannot store', () => {
     expect((await write<WritePredictionsOutput>('pod.writePredictions', { predictions: batch }, token)).altered).toBe(1);
     expect((await post('pod.writeMetrics', { metrics: [{ step: 1, epoch: 1, name: `loss${HALF_EMOJI}`, value: 1 }] }, token)).status).toBe(200);
     expect((await post('pod.log', { lines: [{ level: 'info', message: nasty }] }, token)).status).toBe(200);
-    expect((await post('pod.heartbeat', { env: { [`A\u0000B`]: true }, counters: { generated: 1, persisted: 1, spooled: 0, rejected: 0 } }, token)).status).toBe(200);
+    // An env name must be a printable name: a NUL in one is refused by name, not stored and not a 500.
+    const heartbeat = await post('pod.heartbeat', { env: { [`A\u0000B`]: true }, counters: { generated: 1, persisted: 1, spooled: 0, rejected: 0 } }, token);
+    expect(heartbeat.status).toBe(400);
+    expect((heartbeat.body as { error: { data: { field: string } } }).error.data.field).toBe('env');
+    expect((await post('pod.heartbeat', { env: { JOB_ID: true }, counters: { generated: 1, persisted: 1, spooled: 0, rejected: 0 } }, token)).status).toBe(200);
     expect((await post('pod.finish', { status: 'failed', error: nasty }, token)).status).toBe(200);
     // A search is made storable like the text it looks in, so the same characters find the row.
     expect((await api.predictions.list.query({ jobId, search: 'y\u0000' })).items).toHaveLength(1);

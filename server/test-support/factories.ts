@@ -13,9 +13,14 @@ export function uniqueEmail(prefix = 'user'): string {
   return `${prefix}-${randomBytes(4).toString('hex')}@example.test`;
 }
 
+/**
+ * A new account, created as on a server with open sign-up whatever SIGNUP says (tests of the
+ * sign-up policy itself go through auth.register), so setup never needs an invitation.
+ */
 export async function createUser(deps: AppDeps, overrides: { email?: string; password?: string } = {}) {
   const email = overrides.email ?? uniqueEmail();
-  const session = await register(deps, { email, password: overrides.password ?? TEST_PASSWORD });
+  const openDeps: AppDeps = { ...deps, config: { ...deps.config, signup: 'open' } };
+  const session = await register(openDeps, { email, password: overrides.password ?? TEST_PASSWORD });
   return { ...session.user, token: session.token, password: overrides.password ?? TEST_PASSWORD };
 }
 

@@ -25,7 +25,8 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const database = options.database ?? (await createTestDatabase());
   const dataDir = await mkdtemp(path.join(tmpdir(), 'predictions-test-'));
-  const config: AppConfig = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ...env });
+  // Open sign-up unless a test says otherwise: most tests register several accounts over HTTP.
+  const config: AppConfig = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, SIGNUP: 'open', ...env });
   const running = await startServer(config, {
     database,
     ...(options.spaDir ? { spaDir: options.spaDir } : {}),

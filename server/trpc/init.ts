@@ -6,6 +6,9 @@ import { ZodError } from 'zod';
 import { AppError, databaseUnavailable, isDatabaseUnavailable } from '../errors';
 import { toStorableValue, type AlteredPath } from '../contract/text';
 import { authorizePod } from '../pod/pod-auth';
+import { releaseWhenEnded } from '../live/live-hub';
+import { isUserAdmin } from '../../db/queries/users';
+import { findLiveSession, touchSession } from '../../db/queries/sessions';
 import type { Context } from './context';
 
 export interface ErrorDetails {
@@ -109,10 +112,28 @@ const storableInput = t.middleware(async ({ ctx, getRawInput, next }) => {
 
 export const publicProcedure = t.procedure.use(appErrors).use(storableInput);
 
-/** Signed-in users only; narrows ctx to the user's id. Ownership is still checked by every query. */
-export const userProcedure = publicProcedure.use(({ ctx, next }) => {
+/** How often a session's last_used_at is written at most (seconds): the sessions list needs no finer. */
+const SESSION_TOUCH_INTERVAL_SECONDS = 60;
+
+/** The answer for a well-signed token whose session was revoked, has expired, or whose user is gone. */
+export const SESSION_ENDED_MESSAGE = 'Your session has ended; sign in again';
+
+/**
+ * Signed-in users only; narrows ctx to the user's id and session id. The session's row is read
+ * on every call (it exists, is not revoked or expired, its user exists), so signing out anywhere
+ * takes effect on the next request. Ownership is still checked by every query.
+ */
+export const userProcedure = publicProcedure.use(async ({ ctx, next }) => {
   const { credential } = ctx;
-  if (credential.kind === 'user') return next({ ctx: { ...ctx, userId: credential.userId } });
+  if (credential.kind === 'user') {
+    const scope = { userId: credential.userId, sessionId: credential.sessionId };
+    const session = await findLiveSession(ctx.db, scope);
+    if (!session) throw new TRPCError({ code: 'UNAUTHORIZED', message: SESSION_ENDED_MESSAGE });
+    if (Date.now() - session.lastUsedAt.getTime() > SESSION_TOUCH_INTERVAL_SECONDS * 1000) {
+      await touchSession(ctx.db, { ...scope, intervalSeconds: SESSION_TOUCH_INTERVAL_SECONDS });
+    }
+    return next({ ctx: { ...ctx, ...scope } });
+  }
   if (credential.kind === 'pod' || (credential.kind === 'rejected' && credential.audience === 'pod')) {
     throw new TRPCError({ code: 'FORBIDDEN', message: 'A job token cannot be used here; sign in as a user' });
   }
@@ -120,6 +141,32 @@ export const userProcedure = publicProcedure.use(({ ctx, next }) => {
     code: 'UNAUTHORIZED',
     message: credential.kind === 'none' ? 'Sign in first' : 'Your session is invalid or has expired; sign in again',
   });
+}).use(async ({ ctx, type, signal, next }) => {
+  // A live stream holds one of its user's slots (MAX_LIVE_STREAMS_PER_USER) from open to end;
+  // past the cap it is refused with TOO_MANY_REQUESTS before it opens.
+  if (type !== 'subscription') return next();
+  const release = ctx.deps.live.holdStream(ctx.userId);
+  const result = await next();
+  if (!result.ok || !isAsyncIterable(result.data)) {
+    release();
+    return result;
+  }
+  return { ...result, data: releaseWhenEnded(result.data, release, signal) };
+});
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+}
+
+/**
+ * Administrators of this server only (users.is_admin, read from the database on every call, so
+ * taking the flag away takes effect at once). Anyone else signed in gets FORBIDDEN.
+ */
+export const adminProcedure = userProcedure.use(async ({ ctx, next }) => {
+  if (!(await isUserAdmin(ctx.deps.database.db, { userId: ctx.userId }))) {
+    throw new TRPCError({ code: 'FORBIDDEN', message: 'Only an administrator of this server may do this' });
+  }
+  return next();
 });
 
 /**

@@ -12,7 +12,8 @@ if (!dataDir) {
 }
 
 // Only these variables: nothing from the caller's environment (no DATABASE_URL) reaches the config.
-const server = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LAUNCHERS: 'manual' }));
+// SIGNUP=open: the suite registers an account per test.
+const server = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LAUNCHERS: 'manual', SIGNUP: 'open' }));
 console.log(`LISTENING ${server.url}`);
 
 let stopping = false;
