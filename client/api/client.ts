@@ -16,6 +16,7 @@
 import {
   createTRPCClient,
   httpBatchLink,
+  httpLink,
   httpSubscriptionLink,
   splitLink,
   TRPCClientError,
@@ -40,6 +41,12 @@ export interface ApiClientOptions {
   headers?: Record<string, string>;
   /** An EventSource implementation for subscriptions where there is no global one (Node 20). */
   EventSource?: typeof globalThis.EventSource;
+  /**
+   * Whether calls made in the same tick share one HTTP request (tRPC's batch link; the default).
+   * Pods turn it off: the server's body limit judges each request, so a 413 must belong to the one
+   * call that was too large, not to a row that shared a request with a log flush.
+   */
+  batching?: boolean;
 }
 
 export function trpcUrl(base: string): string {
@@ -53,13 +60,12 @@ export function authHeaders(token: ApiClientOptions['token']): Record<string, st
 
 export function createApiClient(options: ApiClientOptions) {
   const url = trpcUrl(options.url);
-  const batch = httpBatchLink({
+  const http = {
     url,
-    maxURLLength: 4000,
-    maxItems: 10,
     headers: () => ({ ...options.headers, ...authHeaders(options.token) }),
     ...(options.fetch ? { fetch: options.fetch } : {}),
-  });
+  };
+  const batch = options.batching === false ? httpLink(http) : httpBatchLink({ ...http, maxURLLength: 4000, maxItems: 10 });
   // Tickets are minted over plain HTTP with the session token in the header.
   const ticketClient = createTRPCClient<AppRouter>({ links: [batch] });
   const mintTicket = async (path: string): Promise<string | null> =>

@@ -91,7 +91,8 @@ async function withRetryAfter(response: Response, retryAfterMs: number): Promise
 }
 
 export function createPodApi(options: PodApiOptions): PodApi {
-  return createApiClient({ url: options.apiUrl, token: options.token, fetch: podFetch(options) });
+  // One HTTP request per call: a 413 then names the batch that was too large (see ApiClientOptions.batching).
+  return createApiClient({ url: options.apiUrl, token: options.token, fetch: podFetch(options), batching: false });
 }
 
 /**
