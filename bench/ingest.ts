@@ -4,6 +4,7 @@
 // into fresh jobs of the same table, so no case sees another's rows as duplicates.
 import type pg from 'pg';
 import type { AppDeps } from '../server/deps';
+import { writePathForBench } from '../server/pod/pod.service';
 import { createDataset, createManualJob, createUser } from '../server/test-support/factories';
 import { round, summarize } from './common';
 import { backendCpuDelta, databaseBackendsCpu, ownCpuMs, perThousandRows } from './cpu';
@@ -117,6 +118,73 @@ export interface DecompositionRow {
 /** Filled by runIngest: the 8-pod decomposition of the stack's cost (raw pg, no HTTP). */
 export const decomposition: DecompositionRow[] = [];
 
+/**
+ * Issue 19's before/after, in one run: the same case through the stack on the write path before
+ * the change (advisory lock and notification as statements of their own: 7 round trips per
+ * batch) and after (both folded into the insert statement: 5), alternated A B B A so that a
+ * change in the machine's load falls on both. CPU in ms per 1 000 stored rows, summed over both
+ * halves of each path.
+ */
+export interface WritePathRow {
+  pods: number;
+  path: 'before (7 round trips)' | 'after (5 round trips)';
+  rows: number;
+  rowsPerSec: number;
+  requestP50Ms: number;
+  requestP99Ms: number;
+  serverCpu: number | null;
+  postgresCpu: number | null;
+}
+
+/** Filled by runIngest, see WritePathRow. */
+export const writePaths: WritePathRow[] = [];
+
+async function compareWritePaths(deps: AppDeps, load: LoadWorker, options: IngestOptions, pods: number, log: (line: string) => void): Promise<void> {
+  const common = { url: options.url, databaseUrl: options.databaseUrl, batchSize: options.batchSize, poolSize: options.poolSize, gzip: false };
+  const batchesPerPod = Math.max(1, Math.round(options.rowsPerCase / (pods * options.batchSize)));
+  const total = pods * batchesPerPod * options.batchSize;
+  const sums = new Map<boolean, { rows: number; ms: number; serverMs: number; postgresMs: number | null; requestMs: number[] }>();
+  try {
+    for (const before19 of [true, false, false, true]) {
+      writePathForBench.before19 = before19;
+      const targets = await createPods(deps, pods);
+      const cpuStart = ownCpuMs();
+      const pgBefore = options.monitor ? await databaseBackendsCpu(options.monitor, LOAD_APPLICATION_NAME) : null;
+      const r = await load.ingest({ ...common, mode: 'stack', pods: targets, batchesPerPod });
+      const pgAfter = options.monitor ? await databaseBackendsCpu(options.monitor, LOAD_APPLICATION_NAME) : null;
+      const serverMs = ownCpuMs() - cpuStart;
+      check(`write path ${before19 ? 'before' : 'after'} ${pods} pods`, r, total, log);
+      const postgresMs = pgBefore && pgAfter ? backendCpuDelta(pgBefore, pgAfter) : null;
+      const sum = sums.get(before19) ?? { rows: 0, ms: 0, serverMs: 0, postgresMs: 0, requestMs: [] };
+      sum.rows += r.rows;
+      sum.ms += r.ms;
+      sum.serverMs += serverMs;
+      sum.postgresMs = sum.postgresMs === null || postgresMs === null ? null : sum.postgresMs + postgresMs;
+      sum.requestMs.push(...r.requestMs);
+      sums.set(before19, sum);
+    }
+  } finally {
+    writePathForBench.before19 = false;
+  }
+  for (const before19 of [true, false]) {
+    const sum = sums.get(before19);
+    if (!sum) continue;
+    const s = summarize(sum.requestMs);
+    const row: WritePathRow = {
+      pods,
+      path: before19 ? 'before (7 round trips)' : 'after (5 round trips)',
+      rows: sum.rows,
+      rowsPerSec: round(sum.rows / (sum.ms / 1000), 0),
+      requestP50Ms: s.p50,
+      requestP99Ms: s.p99,
+      serverCpu: perThousandRows(sum.serverMs, sum.rows),
+      postgresCpu: perThousandRows(sum.postgresMs, sum.rows),
+    };
+    writePaths.push(row);
+    log(`  write path ${row.path}, ${pods} pods: ${row.rowsPerSec} rows/s; CPU ms/1000 rows: server ${row.serverCpu}, postgres ${row.postgresCpu ?? '-'}`);
+  }
+}
+
 export async function runIngest(deps: AppDeps, load: LoadWorker, options: IngestOptions): Promise<IngestRow[]> {
   const { log, batchSize } = options;
   const common = { url: options.url, databaseUrl: options.databaseUrl, batchSize, poolSize: options.poolSize, gzip: false };
@@ -128,6 +196,12 @@ export async function runIngest(deps: AppDeps, load: LoadWorker, options: Ingest
   if (options.baselines) {
     await load.ingest({ ...common, mode: 'values', pods: warm.slice(1, 2), batchesPerPod: 20 });
     await load.ingest({ ...common, mode: 'copy', pods: warm.slice(2, 3), batchesPerPod: 20 });
+  }
+
+  // Before/after of issue 19's write path first, on a warm server (both paths warmed above: the
+  // warm-up ran the new one; the first 'before' case warms the old one's extra statements).
+  if (options.baselines) {
+    for (const pods of [1, 8]) await compareWritePaths(deps, load, options, pods, log);
   }
 
   const rows: IngestRow[] = [];

@@ -4,7 +4,10 @@
 // time. Open the .cpuprofile in Chrome DevTools or VS Code; the summary printed here groups
 // self time by package and by function.
 //
-//   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/predictions_profile npx tsx bench/profile-ingest.ts [rows]
+//   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/predictions_profile npx tsx bench/profile-ingest.ts [rows] [--before19]
+//
+// --before19 profiles the write path as it was before issue 19 (advisory lock and notification
+// as statements of their own), for a before/after of the profile itself.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
@@ -14,12 +17,14 @@ import pg from 'pg';
 import { loadConfig } from '../server/env';
 import { startServer } from '../server/server';
 import { createDataset, createManualJob, createUser } from '../server/test-support/factories';
+import { writePathForBench } from '../server/pod/pod.service';
 import { ownCpuMs } from './cpu';
 import { startLoadWorker } from './load-client';
 import type { PodTarget } from './load-worker';
 
 const databaseUrl = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/predictions_profile';
-const rows = Number(process.argv[2] ?? 64_000);
+const rows = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 64_000);
+writePathForBench.before19 = process.argv.includes('--before19');
 const PODS = 8;
 
 interface ProfileNode {
@@ -102,6 +107,7 @@ async function main(): Promise<void> {
     const sampled = profile.timeDeltas.reduce((a, b) => a + b, 0) / 1000;
     const busy = selfTime(profile, packageOf).filter(([k]) => k !== '(idle)');
     const busyMs = busy.reduce((a, [, ms]) => a + ms, 0);
+    console.log(`write path: ${writePathForBench.before19 ? 'before issue 19 (7 round trips per batch)' : 'current (5 round trips per batch)'}`);
     console.log(`${result.rows} rows in ${(result.ms / 1000).toFixed(1)} s (${result.errors.length} errors); server process CPU ${cpuMs.toFixed(0)} ms = ${((cpuMs / result.rows) * 1000).toFixed(1)} ms per 1 000 rows`);
     console.log(`main thread busy ${busyMs.toFixed(0)} ms of ${sampled.toFixed(0)} ms sampled; profile: ${file}`);
     console.log('\nself time by package:');

@@ -15,6 +15,9 @@ export function renderTable(r: Results): string {
   const parts: string[] = [];
   const m = r.machine;
   parts.push(`Machine: ${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node}, PostgreSQL ${m.postgres}, load average at start ${m.loadAverageAtStart.join(' ')}${r.quick ? '  (QUICK RUN: small sizes)' : ''}`);
+  if (r.loadDuring && r.loadDuring.length > 0) {
+    parts.push(`Load average (1 min, sampled every 5 s) during the run: ${r.loadDuring.map((x) => `${x.section} mean ${x.mean}, max ${x.max}`).join('; ')}`);
+  }
   if (r.ingest.length > 0) {
     parts.push(
       '### Ingest (PostgreSQL; rows/s, batches of 100)\n\n' +
@@ -61,6 +64,17 @@ export function renderTable(r: Results): string {
         table(
           ['indexes', 'mode', 'rows', 'rows/s', 'req p50 ms', 'req p99 ms', 'app CPU', 'PostgreSQL CPU', 'of which pending-list flush'],
           t.rows.map((x) => [x.indexes, x.mode, x.rows, x.rowsPerSec, x.requestP50Ms, x.requestP99Ms, x.cpu.app, x.cpu.postgres, x.pendingFlushPer1k]),
+        ),
+    );
+  }
+  if (r.writePaths && r.writePaths.length > 0) {
+    parts.push(
+      '### Server CPU per 1 000 stored rows, write path before and after issue 19 (same run, alternated A B B A)\n\n' +
+        'before: the advisory lock and the live notification as statements of their own (job lookup, BEGIN, lock, guard, insert, COMMIT, NOTIFY: 7 round trips per batch); ' +
+        'after: both inside the insert statement (5). CPU in ms of user + system per 1 000 stored rows.\n\n' +
+        table(
+          ['pods', 'path', 'rows', 'rows/s', 'req p50 ms', 'req p99 ms', 'server CPU', 'PostgreSQL CPU'],
+          r.writePaths.map((x) => [x.pods, x.path, x.rows, x.rowsPerSec, x.requestP50Ms, x.requestP99Ms, x.serverCpu, x.postgresCpu]),
         ),
     );
   }
@@ -160,6 +174,7 @@ BENCH_QUICK=1 npm run bench        # small sizes, for working on the bench (writ
 BENCH_ONLY=list,live npm run bench # some sections only (writes bench/out/ only)
 BENCH_KEEP_DB=1 npm run bench      # keep the database, and reuse its seed on the next run
 npx tsx bench/profile-ingest.ts    # a CPU profile of the server while 8 pods write
+npx tsx bench/profile-ingest.ts 48000 --before19  # the same on the write path before issue 19
 npx tsx bench/trigram-variants.ts  # write cost of the index designs of docs/decisions/0007
 \`\`\`
 
@@ -188,6 +203,12 @@ Use a database of your own: the run drops and rebuilds indexes in it. The SPA is
   own pool, whose backends it reads itself while they are still open). For INSERT…VALUES the
   *app* figure is the load generator's \`pg\` client, the part that plays the server's role.
   Background processes (WAL writer, checkpointer, autovacuum) are not counted.
+- **Write path before/after** (issue 19, same run): 1 and 8 pods through the stack on the write
+  path as it was (the job's advisory lock and the live notification each a statement of its own:
+  job lookup, BEGIN, lock, guard, insert, COMMIT, NOTIFY = 7 round trips per batch) and as it is
+  (both inside the insert statement, the notification delivered at its commit: 5), alternated
+  before, after, after, before on fresh jobs so that the machine's load falls on both; the old
+  path is chosen by a switch only the bench sets (\`writePathForBench\` in server/pod/pod.service.ts).
 - **Trigram write cost**: 8 pods through the stack and the INSERT baseline with the search's
   trigram indexes, then with them dropped, back to back; the GIN pending lists are flushed
   (\`gin_clean_pending_list\`) after each case and that CPU counted in it. Then the indexes are

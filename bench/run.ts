@@ -8,14 +8,14 @@
 //   BENCH_KEEP_DB=1     keep the database afterwards (and reuse a seeded one: skips re-seeding)
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { loadConfig } from '../server/env';
 import { startServer, type RunningServer } from '../server/server';
 import { machineInfo } from './common';
-import { decomposition, runIngest, type DecompositionRow, type IngestRow } from './ingest';
+import { decomposition, runIngest, writePaths, type DecompositionRow, type IngestRow, type WritePathRow } from './ingest';
 import { startLoadWorker } from './load-client';
 import { runListing, type ListingResults } from './listing';
 import { runLive, type LiveRow } from './live';
@@ -41,6 +41,8 @@ export interface Results {
   machine: ReturnType<typeof machineInfo>;
   ingest: IngestRow[];
   ingestDecomposition: DecompositionRow[];
+  /** Issue 19's write path before and after, same run (bench/ingest.ts, WritePathRow). */
+  writePaths?: WritePathRow[];
   list: ListingResults['list'];
   diagnostics: ListingResults['diagnostics'] | null;
   explain: ListingResults['explain'];
@@ -52,10 +54,35 @@ export interface Results {
   spool?: SpoolBenchResults | null;
   /** Ingest with and without the search's trigram indexes (bench/trigram.ts). */
   trigram?: TrigramWriteResults | null;
+  /** The 1-minute load average sampled every 5 s while each section ran (the machine is shared). */
+  loadDuring?: Array<{ section: string; mean: number; max: number; samples: number }>;
   targets: Array<{ target: string; value: string; met: boolean | null }>;
 }
 
 const started = performance.now();
+
+// The 1-minute load average every 5 s, so each section's figures can be read against the load
+// they were taken under (other agents' test suites share the two cores).
+const loadSamples: Array<{ at: number; load: number }> = [];
+const loadTimer = setInterval(() => loadSamples.push({ at: performance.now(), load: loadavg()[0] ?? 0 }), 5_000);
+loadTimer.unref();
+const sectionWindows: Array<{ section: string; from: number; to: number }> = [];
+async function section<T>(name: string, work: () => Promise<T>): Promise<T> {
+  const from = performance.now();
+  try {
+    return await work();
+  } finally {
+    sectionWindows.push({ section: name, from, to: performance.now() });
+  }
+}
+function loadDuring(): NonNullable<Results['loadDuring']> {
+  const windows = [...sectionWindows, { section: 'whole run', from: 0, to: performance.now() }];
+  return windows.flatMap((w) => {
+    const inside = loadSamples.filter((x) => x.at >= w.from && x.at <= w.to).map((x) => x.load);
+    if (inside.length === 0) return [];
+    return [{ section: w.section, mean: Math.round((inside.reduce((a, b) => a + b, 0) / inside.length) * 100) / 100, max: Math.round(Math.max(...inside) * 100) / 100, samples: inside.length }];
+  });
+}
 const log = (line: string) => console.log(`[bench ${((performance.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}`);
 
 async function recreateDatabase(url: string, drop: boolean): Promise<boolean> {
@@ -132,6 +159,7 @@ async function main(): Promise<void> {
     machine,
     ingest: [],
     ingestDecomposition: decomposition,
+    writePaths,
     list: [],
     diagnostics: null,
     explain: [],
@@ -151,7 +179,7 @@ async function main(): Promise<void> {
       log('listing: seeding');
       const seeded = await seedListing(server.deps, { databaseUrl, total: quick ? 100_000 : 1_000_000, bigJob: quick ? 40_000 : 200_000, jobs: quick ? 100 : 1_000, users: 10, reuse: reused, log });
       log('listing: measuring');
-      const listing = await runListing(server.deps, { url: server.url, databaseUrl, seeded, quick, log });
+      const listing = await section('list', () => runListing(server.deps, { url: server.url, databaseUrl, seeded, quick, log }));
       results.list = listing.list;
       results.diagnostics = listing.diagnostics;
       results.explain = listing.explain;
@@ -159,7 +187,7 @@ async function main(): Promise<void> {
     }
     if (only.has('ingest')) {
       log('ingest');
-      results.ingest = await runIngest(server.deps, load, {
+      results.ingest = await section('ingest', () => runIngest(server.deps, load, {
         url: server.url,
         databaseUrl,
         poolSize: POOL_SIZE,
@@ -169,16 +197,16 @@ async function main(): Promise<void> {
         baselines: true,
         monitor,
         log,
-      });
+      }));
     }
     if (only.has('live')) {
       log('live');
-      results.live = await runLive(server.deps, load, { url: server.url, subscriberCounts: [1, 50], writes: quick ? 10 : 50, log });
+      results.live = await section('live', () => runLive(server.deps, load, { url: server.url, subscriberCounts: [1, 50], writes: quick ? 10 : 50, log }));
     }
     // Last of the server's sections: it drops the trigram indexes and builds them again.
     if (only.has('trigram')) {
       log('trigram indexes: ingest with and without');
-      results.trigram = await runTrigramWriteCost(server.deps, load, { url: server.url, databaseUrl, poolSize: POOL_SIZE, rowsPerCase: quick ? 3_200 : 32_000, log });
+      results.trigram = await section('trigram', () => runTrigramWriteCost(server.deps, load, { url: server.url, databaseUrl, poolSize: POOL_SIZE, rowsPerCase: quick ? 3_200 : 32_000, log }));
     }
   } finally {
     await monitor.end();
@@ -188,7 +216,7 @@ async function main(): Promise<void> {
   }
   if (only.has('pglite')) {
     log('pglite');
-    results.pglite = await runPglite({ quick, log });
+    results.pglite = await section('pglite', () => runPglite({ quick, log }));
   }
   if (only.has('spool')) {
     log('spool (trainer write-ahead log)');
@@ -202,6 +230,7 @@ async function main(): Promise<void> {
   if (!keepDb) await dropDatabase(databaseUrl);
 
   results.durationSeconds = Math.round((performance.now() - started) / 1000);
+  results.loadDuring = loadDuring();
   results.targets = evaluateTargets(results);
   const table = renderTable(results);
   console.log(`\n${table}`);
