@@ -16,6 +16,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY tsconfig.json vite.config.ts ./
 COPY db ./db
+COPY contract ./contract
 COPY server ./server
 COPY client ./client
 COPY trainer ./trainer

@@ -1,6 +1,7 @@
 // Shared pieces of the benchmark: realistic prediction rows, timing statistics, the machine
 // description and a small keep-alive HTTP client. No server imports, so the load worker can
 // use it too.
+import type { PredictionTrigger } from '#contract/triggers';
 import http from 'node:http';
 import os from 'node:os';
 import { gzipSync } from 'node:zlib';
@@ -9,7 +10,7 @@ export interface PredictionRow {
   epoch: number;
   step: number;
   sampleIndex: number;
-  trigger: 'eval' | 'epoch' | 'steps';
+  trigger: PredictionTrigger;
   prompt: string;
   groundTruth: string;
   prediction: string;

@@ -3,7 +3,7 @@
 // INSERT … ON CONFLICT DO NOTHING per batch, and through COPY FROM STDIN. Every case writes
 // into fresh jobs of the same table, so no case sees another's rows as duplicates.
 import type pg from 'pg';
-import type { AppDeps } from '../server/deps';
+import type { AppDeps } from '../server/app-deps';
 import { writePathForBench } from '../server/pod/pod.service';
 import { createDataset, createManualJob, createUser } from '../server/test-support/factories';
 import { round, summarize } from './common';

@@ -3,11 +3,11 @@
 // (the service function, no HTTP) and the page query alone through raw `pg` (the baseline).
 // EXPLAIN (ANALYZE, BUFFERS) shows whether an index serves the order.
 import pg from 'pg';
-import type { AppDeps } from '../server/deps';
+import type { AppDeps } from '../server/app-deps';
 import { listPredictions, type ListInput } from '../server/predictions/predictions.service';
 import { diagnoseJob } from '../server/diagnostics/diagnostics.service';
 import { listPredictionsPage, searchMatchKeys, SEARCH_COUNT_CAP } from '../db/queries/predictions';
-import { listPredictionsOutput } from '../server/contract/predictions.schemas';
+import { listPredictionsOutput } from '#contract/predictions.schemas';
 import { createHttpClient, round, summarize, timeSequential, trpcQueryPath, VOCABULARY } from './common';
 import type { SeededListing } from './seed';
 

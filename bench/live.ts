@@ -1,6 +1,6 @@
 // Live: a pod writes a batch; the time from its HTTP acknowledgement to each subscriber's
 // receipt of each row over SSE (predictions.onNew), with 1 and with 50 subscribers on the job.
-import type { AppDeps } from '../server/deps';
+import type { AppDeps } from '../server/app-deps';
 import { createManualJob, createUser } from '../server/test-support/factories';
 import { summarize } from './common';
 import type { LoadWorker } from './load-client';

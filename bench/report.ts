@@ -1,5 +1,5 @@
 // Renders the results as Markdown tables (readable in a terminal too) and bench/README.md.
-import type { Results } from './run';
+import type { Results } from './results';
 import { describeSpoolBench } from './spool';
 
 function table(headers: string[], rows: Array<Array<string | number | null>>): string {

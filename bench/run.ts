@@ -15,16 +15,17 @@ import pg from 'pg';
 import { loadConfig } from '../server/env';
 import { startServer, type RunningServer } from '../server/server';
 import { machineInfo } from './common';
-import { decomposition, runIngest, writePaths, type DecompositionRow, type IngestRow, type WritePathRow } from './ingest';
+import { decomposition, runIngest, writePaths } from './ingest';
 import { startLoadWorker } from './load-client';
-import { runListing, type ListingResults } from './listing';
-import { runLive, type LiveRow } from './live';
+import { runListing } from './listing';
+import { runLive } from './live';
 import { renderReadme, renderTable } from './report';
+import type { Results } from './results';
 import { seedListing } from './seed';
-import { measureSpa, type SpaResult } from './spa';
-import { runPglite, type PgliteResults } from './pglite';
-import { describeSpoolBench, runSpoolBench, type SpoolBenchResults } from './spool';
-import { runTrigramWriteCost, type TrigramWriteResults } from './trigram';
+import { measureSpa } from './spa';
+import { runPglite } from './pglite';
+import { describeSpoolBench, runSpoolBench } from './spool';
+import { runTrigramWriteCost } from './trigram';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const databaseUrl = process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/predictions_bench';
@@ -34,30 +35,6 @@ const SECTIONS = 'ingest,list,trigram,live,spa,pglite,spool';
 const only = new Set((process.env.BENCH_ONLY || SECTIONS).split(',').map((s) => s.trim()));
 const POOL_SIZE = 10;
 
-export interface Results {
-  generatedAt: string;
-  quick: boolean;
-  durationSeconds: number;
-  machine: ReturnType<typeof machineInfo>;
-  ingest: IngestRow[];
-  ingestDecomposition: DecompositionRow[];
-  /** Issue 19's write path before and after, same run (bench/ingest.ts, WritePathRow). */
-  writePaths?: WritePathRow[];
-  list: ListingResults['list'];
-  diagnostics: ListingResults['diagnostics'] | null;
-  explain: ListingResults['explain'];
-  seed: ListingResults['seed'] | null;
-  live: LiveRow[];
-  spa: SpaResult | null;
-  pglite: PgliteResults | null;
-  /** The trainer's write-ahead spool: cost per trigger fire on the training loop (bench/spool.ts). */
-  spool?: SpoolBenchResults | null;
-  /** Ingest with and without the search's trigram indexes (bench/trigram.ts). */
-  trigram?: TrigramWriteResults | null;
-  /** The 1-minute load average sampled every 5 s while each section ran (the machine is shared). */
-  loadDuring?: Array<{ section: string; mean: number; max: number; samples: number }>;
-  targets: Array<{ target: string; value: string; met: boolean | null }>;
-}
 
 const started = performance.now();
 

@@ -4,7 +4,7 @@
 // predicted at every trigger fire) while predictions vary. Users and jobs are created through
 // the real services, so tokens and job rows are the real thing.
 import pg from 'pg';
-import type { AppDeps } from '../server/deps';
+import type { AppDeps } from '../server/app-deps';
 import { startSession } from '../server/auth/auth.service';
 import { getUser } from '../db/queries/users';
 import { createManualJob, createUser } from '../server/test-support/factories';

@@ -4,7 +4,7 @@
 // costs an existing deployment of that size). GIN defers part of its work to a pending list that
 // a later write or VACUUM flushes; that flush is done and counted inside the case that caused it.
 import pg from 'pg';
-import type { AppDeps } from '../server/deps';
+import type { AppDeps } from '../server/app-deps';
 import { createDataset, createManualJob, createUser } from '../server/test-support/factories';
 import { round, summarize } from './common';
 import { processCpuMs, perThousandRows } from './cpu';

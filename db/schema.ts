@@ -17,9 +17,20 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
-import type { PredictionTrigger } from '../server/contract/triggers';
-import type { JobConfig } from '../server/contract/job-config';
-import type { JobStatusName } from '../server/contract/statuses';
+import { PREDICTION_TRIGGERS, type PredictionTrigger } from '#contract/triggers';
+import type { JobConfig } from '#contract/job-config';
+import { JOB_STATUSES_LIST, type JobStatusName } from '#contract/statuses';
+import type { DatasetRow } from '#contract/dataset-jsonl';
+import type { PodReport } from '#contract/pod.schemas';
+
+/**
+ * A list of the contract's names as SQL literals, `('a', 'b')`, for check constraints: the names
+ * are the contract's constants (lower-case words), never user input, so they are inlined.
+ */
+function sqlList(names: readonly string[]) {
+  if (!names.every((name) => /^[a-z_]+$/.test(name))) throw new Error(`not a plain name list: ${names.join(', ')}`);
+  return sql.raw(`(${names.map((name) => `'${name}'`).join(', ')})`);
+}
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 
@@ -85,10 +96,7 @@ export const rateLimits = pgTable('rate_limits', {
   expire: timestamp('expire', { withTimezone: true }),
 });
 
-export interface DatasetRow {
-  prompt: string;
-  completion: string;
-}
+export type { DatasetRow };
 
 export const datasets = pgTable(
   'datasets',
@@ -107,17 +115,8 @@ export const datasets = pgTable(
 
 export type JobStatus = JobStatusName;
 
-/** What the pod last told us about itself (pod.heartbeat); the diagnostics read it. */
-export interface PodReport {
-  mode: 'cloud' | 'local';
-  env: Record<string, boolean>;
-  status?: string;
-  epoch?: number;
-  step?: number;
-  totalSteps?: number;
-  counters: { generated: number; persisted: number; spooled: number; rejected: number };
-  triggerFires: number;
-}
+/** What the pod last told us about itself (pod.heartbeat): the contract's podReport. */
+export type { PodReport };
 
 export const trainingJobs = pgTable(
   'training_jobs',
@@ -150,7 +149,7 @@ export const trainingJobs = pgTable(
     index('training_jobs_status_idx').on(t.status),
     check(
       'training_jobs_status_check',
-      sql`${t.status} in ('pending', 'starting', 'running', 'completed', 'failed', 'cancelled')`,
+      sql`${t.status} in ${sqlList(JOB_STATUSES_LIST)}`,
     ),
   ],
 );
@@ -192,7 +191,7 @@ export const trainingPredictions = pgTable(
     index('training_predictions_prompt_trgm_idx').using('gin', t.jobId, t.prompt.op('gin_trgm_ops')),
     index('training_predictions_ground_truth_trgm_idx').using('gin', t.jobId, t.groundTruth.op('gin_trgm_ops')),
     index('training_predictions_prediction_trgm_idx').using('gin', t.jobId, t.prediction.op('gin_trgm_ops')),
-    check('training_predictions_trigger_check', sql`${t.trigger} in ('eval', 'epoch', 'steps')`),
+    check('training_predictions_trigger_check', sql`${t.trigger} in ${sqlList(PREDICTION_TRIGGERS)}`),
   ],
 );
 

@@ -8,7 +8,7 @@ import { createExpressMiddleware } from '@trpc/server/adapters/express';
 import { sql } from 'drizzle-orm';
 import { AppError, DATABASE_RETRY_AFTER_SECONDS, databaseUnavailable, isDatabaseUnavailable } from './errors';
 import { describeError } from './log-safe';
-import type { AppDeps } from './deps';
+import type { AppDeps } from './app-deps';
 import { appRouter } from './routers/app.router';
 import { contextFactory } from './trpc/context';
 import { verifyExportToken } from './auth/tokens';

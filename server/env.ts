@@ -2,8 +2,8 @@
 // the server with a message naming the variable instead of surfacing later as odd behaviour.
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { LAUNCHERS, type LauncherName } from './contract/job-config';
-import { SIGNUP_POLICIES, type SignupPolicy } from './contract/auth.schemas';
+import { LAUNCHERS, type LauncherName } from '#contract/job-config';
+import { SIGNUP_POLICIES, type SignupPolicy } from '#contract/auth.schemas';
 
 // 0 asks the OS for a free port (used by tests).
 const port = z.coerce.number().int().min(0).max(65_535);

@@ -1,6 +1,6 @@
 // Domain errors: code that is not the tRPC layer throws AppError with one of these codes;
 // server/trpc/init.ts is the one place that turns them into tRPC errors and HTTP statuses.
-import type { PodErrorReason } from './contract/pod.schemas';
+import type { PodErrorReason } from '#contract/pod.schemas';
 export type AppErrorCode =
   | 'BAD_REQUEST'
   | 'UNAUTHORIZED'

@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { trainingPredictions } from '../db/schema';
-import type { WriteMetricsOutput, WritePredictionsOutput } from './contract/pod.schemas';
+import type { WriteMetricsOutput, WritePredictionsOutput } from '#contract/pod.schemas';
 import { podWrites, predictionRow, type TrpcBody } from './test-support/pod-writes';
 import { useTestServer, type TestServer } from './test-support/server';
 import { createManualJob, createUser } from './test-support/factories';

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { eq } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { trainingPredictions } from '../db/schema';
-import { hasUnstorableText, toStorableText } from '../server/contract/text';
+import { hasUnstorableText, toStorableText } from '#contract/text';
 import { uploadDataset } from '../server/datasets/datasets.service';
 import { createManualJob, createUser } from '../server/test-support/factories';
 import { startTestServer, useTestServer, type TestServer } from '../server/test-support/server';

@@ -2,7 +2,7 @@
 // The three pod variables decide the mode; a missing one is named, never its value, and never
 // silently: the caller prints it at start and in every summary, and the server shows it.
 import path from 'node:path';
-import { POD_ENV_VARS } from '../server/contract/pod.schemas';
+import { POD_ENV_VARS } from '#contract/pod.schemas';
 
 export type PodEnvVar = (typeof POD_ENV_VARS)[number];
 

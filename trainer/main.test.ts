@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { jobConfig, type JobConfig } from '../server/contract/job-config';
+import { jobConfig, type JobConfig } from '#contract/job-config';
 import { uploadDataset } from '../server/datasets/datasets.service';
 import { createManualJob, createUser } from '../server/test-support/factories';
 import { startTestServer, useTestServer, type TestServer } from '../server/test-support/server';

@@ -3,7 +3,7 @@
 // brings the rest, so the web app never shows silently fewer samples than the job has.
 import { expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { COMPARE_PAGE_DEFAULT } from '../../server/contract/predictions.schemas';
+import { COMPARE_PAGE_DEFAULT } from '#contract/predictions.schemas';
 import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
 import { createManualJob, createUser } from '../../server/test-support/factories';
 import type { TestServer } from '../../server/test-support/server';

@@ -4,8 +4,8 @@
 // and is marked instead of drawn through; evaluator metric names (`eval_precision@5`) show as sent.
 import { expect, it } from 'vitest';
 import type { Browser, Locator, Page } from 'playwright-core';
-import { FIELD_LIMITS } from '../../server/contract/pod.schemas';
-import { hasUnstorableText, REPLACEMENT_CHARACTER } from '../../server/contract/text';
+import { FIELD_LIMITS } from '#contract/pod.schemas';
+import { hasUnstorableText, REPLACEMENT_CHARACTER } from '#contract/text';
 import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
 import { createManualJob, createUser, TEST_PASSWORD } from '../../server/test-support/factories';
 import type { TestServer } from '../../server/test-support/server';

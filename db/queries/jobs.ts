@@ -6,8 +6,8 @@ import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../client';
 import type { Column, SQL } from 'drizzle-orm';
 import { datasets, predictionEpochStats, trainingJobs, type JobStatus, type PodReport } from '../schema';
-import type { JobConfig } from '../../server/contract/job-config';
-import { isEndedStatus, LIVE_JOB_STATUSES, type EndedJobStatus } from '../../server/contract/statuses';
+import type { JobConfig } from '#contract/job-config';
+import { isEndedStatus, LIVE_JOB_STATUSES, type EndedJobStatus } from '#contract/statuses';
 
 const LIVE: JobStatus[] = [...LIVE_JOB_STATUSES];
 

@@ -3,8 +3,8 @@
 import { and, asc, desc, eq, gt, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import { rowsOf, type Db } from '../client';
 import { predictionEpochStats, trainingPredictions } from '../schema';
-import type { PredictionRowInput } from '../../server/contract/pod.schemas';
-import type { PredictionTrigger } from '../../server/contract/triggers';
+import type { PredictionRowInput } from '#contract/pod.schemas';
+import type { PredictionTrigger } from '#contract/triggers';
 
 /** A prediction row ready to store: validated, text made storable, `altered` when that changed it. */
 export type StorablePredictionRow = PredictionRowInput & { altered: boolean };

@@ -4,7 +4,7 @@
 // Errors are deliberately vague where precision would leak (an unknown email and a wrong
 // password read the same).
 import { AppError } from '../errors';
-import type { AppDeps } from '../deps';
+import type { AppDeps } from '../app-deps';
 import type {
   ChangePasswordInput,
   CredentialsInput,
@@ -13,8 +13,8 @@ import type {
   SessionInfo,
   SessionOutput,
   StreamTicketOutput,
-} from '../contract/auth.schemas';
-import { SESSIONS_LIST_MAX } from '../contract/auth.schemas';
+} from '#contract/auth.schemas';
+import { SESSIONS_LIST_MAX } from '#contract/auth.schemas';
 import { findUserForLogin, getPasswordHash, getUser, updatePasswordHash, type UserRecord } from '../../db/queries/users';
 import { insertSession, listLiveSessions, revokeSession as revokeSessionRow, revokeUserSessions } from '../../db/queries/sessions';
 import { burnPasswordCheck, hashPassword, verifyPassword } from './passwords';

@@ -3,8 +3,8 @@
 // SHA-256, so a leaked database (or backup) holds no usable invitation.
 import { createHash, randomBytes } from 'node:crypto';
 import { notFound } from '../errors';
-import type { AppDeps } from '../deps';
-import type { CreateInvitationInput, CreateInvitationOutput, InvitationSummary } from '../contract/admin.schemas';
+import type { AppDeps } from '../app-deps';
+import type { CreateInvitationInput, CreateInvitationOutput, InvitationSummary } from '#contract/admin.schemas';
 import { insertInvitation, listInvitations, revokeInvitation, type InvitationRecord } from '../../db/queries/invitations';
 
 /** 32 random bytes: guessing one is as hopeless as guessing a session key. */

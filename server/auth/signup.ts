@@ -3,8 +3,8 @@
 // concern of their own. The first account on a server with no accounts may always register and
 // becomes its administrator, so the README's quick start works under every policy.
 import { AppError } from '../errors';
-import type { AppDeps } from '../deps';
-import type { MeOutput, RegisterInput, SessionOutput, SignupPolicyOutput } from '../contract/auth.schemas';
+import type { AppDeps } from '../app-deps';
+import type { MeOutput, RegisterInput, SessionOutput, SignupPolicyOutput } from '#contract/auth.schemas';
 import { isUserAdmin } from '../../db/queries/users';
 import { createAccount, invitationRefusal, noAccountsYet, type InvitationRefusal } from '../../db/queries/invitations';
 import { hashPassword } from './passwords';

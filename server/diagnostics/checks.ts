@@ -2,11 +2,11 @@
 // reported, the ledger and the stored totals. Ordered like the path a prediction travels
 // (enabled → can fire → pod connected → cloud mode → token accepted → fired → written →
 // accepted → job alive → stored), so the first failure is the cause, not a symptom.
-import { checkJobConfig, splitSizes, stepsPerEpoch, type JobConfig } from '../contract/job-config';
-import type { CheckId, DiagnosticCheck, DiagnosticsOutput } from '../contract/diagnostics.schemas';
+import { checkJobConfig, splitSizes, stepsPerEpoch, type JobConfig } from '#contract/job-config';
+import type { CheckId, DiagnosticCheck, DiagnosticsOutput } from '#contract/diagnostics.schemas';
 import type { PodReport } from '../../db/schema';
-import { isLiveStatus, type JobStatusName } from '../contract/statuses';
-import { STEP_NOT_GLOBAL } from '../contract/pod.schemas';
+import { isLiveStatus, type JobStatusName } from '#contract/statuses';
+import { STEP_NOT_GLOBAL } from '#contract/pod.schemas';
 
 export interface JobFacts {
   now: Date;

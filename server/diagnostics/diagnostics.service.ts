@@ -1,6 +1,6 @@
 // diagnostics.job: gathers what is known about one of the user's jobs and runs the checks.
-import type { AppDeps } from '../deps';
-import type { DiagnosticsOutput } from '../contract/diagnostics.schemas';
+import type { AppDeps } from '../app-deps';
+import type { DiagnosticsOutput } from '#contract/diagnostics.schemas';
 import { assertOwnsJob } from '../jobs/jobs.service';
 import { summarizeJobEvents } from '../../db/queries/job-events';
 import { predictionTotals } from '../../db/queries/prediction-stats';

@@ -2,18 +2,18 @@
 // read, cancel, rotate the token, read logs and metrics. Every read and change is scoped to
 // the signed-in owner; another user's job id is answered exactly like a missing one.
 import { AppError, notFound } from '../errors';
-import type { AppDeps } from '../deps';
-import { checkJobConfig, jobConfig, totalSteps, type ConfigProblem, type JobConfig } from '../contract/job-config';
-import type { DeployJobInput, JobDetail, JobSummary, PodEnvOutput } from '../contract/jobs.schemas';
-import { metricValueToWire } from '../contract/pod.schemas';
-import { toStorableText } from '../contract/text';
+import type { AppDeps } from '../app-deps';
+import { checkJobConfig, jobConfig, totalSteps, type ConfigProblem, type JobConfig } from '#contract/job-config';
+import type { DeployJobInput, JobDetail, JobSummary, PodEnvOutput } from '#contract/jobs.schemas';
+import { metricValueToWire } from '#contract/pod.schemas';
+import { toStorableText } from '#contract/text';
 import { signJobToken } from '../auth/tokens';
 import { getDatasetSummary } from '../../db/queries/datasets';
 import { bumpTokenVersion, endJob, failLiveJobsOwnedBy, getJob, insertJob, isJobOwnedBy, listJobs, setJobStatus, setLauncherRef, unsafeListLiveJobsLaunchedBy, type JobRecord, type PodProgress } from '../../db/queries/jobs';
 import { insertJobEvent } from '../../db/queries/job-events';
 import { insertLogLines, listLogLines } from '../../db/queries/job-logs';
 import { listMetrics } from '../../db/queries/metrics';
-import { isLiveStatus, LIVE_JOB_STATUSES } from '../contract/statuses';
+import { isLiveStatus, LIVE_JOB_STATUSES } from '#contract/statuses';
 import type { ExitOutcome, LauncherEvents, PodEnv } from '../launchers/types';
 import { Waker } from '../live/live-hub';
 

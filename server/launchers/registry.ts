@@ -2,12 +2,12 @@
 // with what settings), and describes them for launchers.list without any secret.
 import path from 'node:path';
 import type * as K8s from '@kubernetes/client-node';
-import type { AppDeps } from '../deps';
+import type { AppDeps } from '../app-deps';
 import type { LaunchersConfig } from '../env';
-import { LAUNCHERS, type LauncherName } from '../contract/job-config';
+import { LAUNCHERS, type LauncherName } from '#contract/job-config';
 import { launcherEvents } from '../jobs/jobs.service';
 import { getJob, unsafeListLiveJobsOfLauncher } from '../../db/queries/jobs';
-import { isLiveStatus } from '../contract/statuses';
+import { isLiveStatus } from '#contract/statuses';
 import { PROJECT_ROOT } from '../paths';
 import type { Launcher, LauncherRegistry } from './types';
 import { createLocalLauncher } from './local';

@@ -8,7 +8,7 @@ import { startTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createUser } from '../test-support/factories';
 import { insertJob, setLauncherRef } from '../../db/queries/jobs';
 import { listJobEvents } from '../../db/queries/job-events';
-import { jobConfig } from '../contract/job-config';
+import { jobConfig } from '#contract/job-config';
 import { until } from '../test-support/wait';
 
 interface Recorded {

@@ -1,6 +1,6 @@
 // The launcher interface every way of running a pod implements (local child process, manual,
 // Kubernetes, RunPod). The jobs service calls it; it never touches the database itself.
-import type { LauncherName } from '../contract/job-config';
+import type { LauncherName } from '#contract/job-config';
 
 export interface PodEnv {
   JOB_ID: string;

@@ -16,13 +16,13 @@
 // that locks after them sees them: no row is stored after its job's end, and no write is
 // acknowledged that a cancel acknowledged before it should have stopped (audit F13).
 import { AppError } from '../errors';
-import type { AppDeps } from '../deps';
+import type { AppDeps } from '../app-deps';
 import type { Credential } from '../trpc/context';
 import type { JobTokenClaims } from '../auth/tokens';
 import type { Db } from '../../db/client';
 import { unsafeGetJobForToken } from '../../db/queries/jobs';
 import { insertJobEventThrottled } from '../../db/queries/job-events';
-import { isLiveStatus } from '../contract/statuses';
+import { isLiveStatus } from '#contract/statuses';
 import type { JobStatus } from '../../db/schema';
 
 /** How the token may act: `live` anything; `grace` and `upload` only as the pod procedures allow. */

@@ -1,19 +1,19 @@
 // What a pod may do, always to the one job its verified token names: read its config and
 // dataset, report heartbeats, write predictions / metrics / log lines, and finish.
 import type { z } from 'zod';
-import type { rejectedRow } from '../contract/pod.schemas';
+import type { rejectedRow } from '#contract/pod.schemas';
 import { AppError } from '../errors';
-import type { AppDeps } from '../deps';
-import { splitSizes, stepsPerEpoch, totalSteps, type JobConfig } from '../contract/job-config';
-import { metricRow, predictionRow, STEP_NOT_GLOBAL, type WriteMetricsOutput, type WritePredictionsOutput } from '../contract/pod.schemas';
-import type { heartbeatInput, finishInput, podLogInput, writeMetricsInput } from '../contract/pod.schemas';
+import type { AppDeps } from '../app-deps';
+import { splitSizes, stepsPerEpoch, totalSteps, type JobConfig } from '#contract/job-config';
+import { metricRow, predictionRow, STEP_NOT_GLOBAL, type WriteMetricsOutput, type WritePredictionsOutput } from '#contract/pod.schemas';
+import type { heartbeatInput, finishInput, podLogInput, writeMetricsInput } from '#contract/pod.schemas';
 import { getDatasetRows } from '../../db/queries/datasets';
 import { endJob, getJob, recordHeartbeat } from '../../db/queries/jobs';
 import { insertJobEvent, insertJobEventThrottled } from '../../db/queries/job-events';
 import { insertLogLines } from '../../db/queries/job-logs';
 import { insertMetrics } from '../../db/queries/metrics';
 import { insertPredictions, type StorablePredictionRow } from '../../db/queries/predictions';
-import { toStorableText, type AlteredPath } from '../contract/text';
+import { toStorableText, type AlteredPath } from '#contract/text';
 import type { DatasetRow, PodReport } from '../../db/schema';
 import { refuseUploadToken, runGuardedWrite, type PodScope } from './pod-auth';
 

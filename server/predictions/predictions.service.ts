@@ -4,11 +4,11 @@ import { tracked } from '@trpc/server';
 import type { Writable } from 'node:stream';
 import { AppError } from '../errors';
 import { signExportToken } from '../auth/tokens';
-import type { AppDeps } from '../deps';
-import { exactMatch, tokenF1 } from '../contract/scoring';
-import { COMPARE_PAGE_DEFAULT, type CompareOutput, type PredictionItem } from '../contract/predictions.schemas';
-import { SAMPLE_INDEX_MAX, STEP_MAX } from '../contract/pod.schemas';
-import type { PredictionTrigger } from '../contract/triggers';
+import type { AppDeps } from '../app-deps';
+import { exactMatch, tokenF1 } from '#contract/scoring';
+import { COMPARE_PAGE_DEFAULT, type CompareOutput, type PredictionItem } from '#contract/predictions.schemas';
+import { SAMPLE_INDEX_MAX, STEP_MAX } from '#contract/pod.schemas';
+import type { PredictionTrigger } from '#contract/triggers';
 import { assertJobVisible } from '../jobs/jobs.service';
 import { Waker } from '../live/live-hub';
 import {

@@ -6,7 +6,7 @@ import {
   listInvitationsInput,
   listInvitationsOutput,
   revokeInvitationInput,
-} from '../contract/admin.schemas';
+} from '#contract/admin.schemas';
 import { createInvitation, listServerInvitations, revokeServerInvitation } from '../auth/invitations';
 import { adminProcedure, router } from '../trpc/init';
 

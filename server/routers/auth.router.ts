@@ -1,6 +1,6 @@
 // auth.register, auth.login, auth.me, auth.signupPolicy; sessions: auth.logout, auth.logoutEverywhere,
 // auth.changePassword, auth.sessions, auth.revokeSession, auth.streamTicket
-import { credentialsInput, meOutput, registerInput, sessionOutput, signupPolicyOutput } from '../contract/auth.schemas';
+import { credentialsInput, meOutput, registerInput, sessionOutput, signupPolicyOutput } from '#contract/auth.schemas';
 import {
   changePasswordInput,
   revokedOutput,
@@ -8,7 +8,7 @@ import {
   sessionsOutput,
   streamTicketInput,
   streamTicketOutput,
-} from '../contract/auth.schemas';
+} from '#contract/auth.schemas';
 import { changePassword, listSessions, login, logout, logoutEverywhere, revokeSession, streamTicket } from '../auth/auth.service';
 import { meWithRole, register, signupPolicy } from '../auth/signup';
 import { publicProcedure, router, userProcedure } from '../trpc/init';

@@ -4,9 +4,9 @@
 // not issue are a 400 naming `cursor`; another owner's job is NOT_FOUND.
 import { describe, expect, it } from 'vitest';
 import { errorDetails, type RouterOutputs } from '../../client/api/client';
-import { COMPARE_CURSOR_MAX_LENGTH, COMPARE_PAGE_DEFAULT, COMPARE_PAGE_MAX } from '../contract/predictions.schemas';
-import { PREDICTION_BATCH_MAX } from '../contract/pod.schemas';
-import { tokenF1 } from '../contract/scoring';
+import { COMPARE_CURSOR_MAX_LENGTH, COMPARE_PAGE_DEFAULT, COMPARE_PAGE_MAX } from '#contract/predictions.schemas';
+import { PREDICTION_BATCH_MAX } from '#contract/pod.schemas';
+import { tokenF1 } from '#contract/scoring';
 import { createManualJob, createUser } from '../test-support/factories';
 import { useTestServer, type TestServer } from '../test-support/server';
 

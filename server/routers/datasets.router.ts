@@ -1,6 +1,6 @@
 // datasets.upload, datasets.list
 import { z } from 'zod';
-import { datasetSummary, uploadDatasetInput } from '../contract/datasets.schemas';
+import { datasetSummary, uploadDatasetInput } from '#contract/datasets.schemas';
 import { listUserDatasets, uploadDataset } from '../datasets/datasets.service';
 import { router, userProcedure } from '../trpc/init';
 

@@ -1,8 +1,8 @@
 // datasets.* over real HTTP: JSONL parsing with line numbers, limits, ownership, the example.
 import { describe, expect, it } from 'vitest';
 import { errorDetails } from '../../client/api/client';
-import { DATASET_FIELD_MAX, DATASET_MAX_ROWS } from '../contract/datasets.schemas';
-import { REPLACEMENT_CHARACTER as FFFD } from '../contract/text';
+import { DATASET_FIELD_MAX, DATASET_MAX_ROWS } from '#contract/datasets.schemas';
+import { REPLACEMENT_CHARACTER as FFFD } from '#contract/text';
 import { EXAMPLE_DATASET_NAME } from '../datasets/datasets.service';
 import { getDatasetRows } from '../../db/queries/datasets';
 import { useTestServer, type TestServer } from '../test-support/server';

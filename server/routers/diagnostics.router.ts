@@ -1,6 +1,6 @@
 // diagnostics.job
-import { diagnosticsOutput } from '../contract/diagnostics.schemas';
-import { jobIdInput } from '../contract/jobs.schemas';
+import { diagnosticsOutput } from '#contract/diagnostics.schemas';
+import { jobIdInput } from '#contract/jobs.schemas';
 import { diagnoseJob } from '../diagnostics/diagnostics.service';
 import { router, userProcedure } from '../trpc/init';
 

@@ -2,14 +2,14 @@
 // the real API: each scenario is staged the way it happens (a pod's calls, a token's refusal).
 import { describe, expect, it } from 'vitest';
 import { errorDetails } from '../../client/api/client';
-import { jobConfig } from '../contract/job-config';
+import { jobConfig } from '#contract/job-config';
 import { insertJob } from '../../db/queries/jobs';
 import { signJobToken } from '../auth/tokens';
 import { useTestServer, type TestServer } from '../test-support/server';
 import { createDataset, createManualJob, createUser } from '../test-support/factories';
 import { craftJobToken } from '../test-support/tokens';
 import { diagnose, type JobFacts } from '../diagnostics/checks';
-import { CHECK_IDS } from '../contract/diagnostics.schemas';
+import { CHECK_IDS } from '#contract/diagnostics.schemas';
 
 let server: TestServer;
 useTestServer((started) => (server = started), { DIAGNOSTICS_CONNECT_GRACE_SECONDS: '0' });

@@ -5,7 +5,7 @@
 import { and, asc, eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { jobEvents, trainingPredictions } from '../../db/schema';
-import type { WriteMetricsOutput, WritePredictionsOutput } from '../contract/pod.schemas';
+import type { WriteMetricsOutput, WritePredictionsOutput } from '#contract/pod.schemas';
 import { podWrites, predictionRow } from '../test-support/pod-writes';
 import { useTestServer, type TestServer } from '../test-support/server';
 

@@ -13,7 +13,7 @@ import {
   podEnvOutput,
   validateConfigInput,
   validateConfigOutput,
-} from '../contract/jobs.schemas';
+} from '#contract/jobs.schemas';
 import {
   cancelJob,
   deployJob,

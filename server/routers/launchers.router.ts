@@ -1,7 +1,7 @@
 // launchers.list: which launchers this server offers (so the SPA offers only those), with their
 // non-secret settings.
 import { z } from 'zod';
-import { LAUNCHERS } from '../contract/job-config';
+import { LAUNCHERS } from '#contract/job-config';
 import { describeLaunchers } from '../launchers/registry';
 import { router, userProcedure } from '../trpc/init';
 

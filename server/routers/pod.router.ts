@@ -8,7 +8,7 @@ import {
   writeMetricsOutput,
   writePredictionsInput,
   writePredictionsOutput,
-} from '../contract/pod.schemas';
+} from '#contract/pod.schemas';
 import { podConfig, podFinish, podHeartbeat, podLog, podWriteMetrics, podWritePredictions } from '../pod/pod.service';
 import { podProcedure, router } from '../trpc/init';
 

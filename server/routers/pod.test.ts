@@ -7,7 +7,7 @@ import { eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { jobEvents, trainingJobs, trainingPredictions } from '../../db/schema';
-import { FIELD_LIMITS, LOG_BATCH_MAX, PREDICTION_BATCH_MAX } from '../contract/pod.schemas';
+import { FIELD_LIMITS, LOG_BATCH_MAX, PREDICTION_BATCH_MAX } from '#contract/pod.schemas';
 import { LOG_LINES_KEPT_PER_JOB } from '../../db/queries/job-logs';
 import { startTestServer, useTestServer, type TestServer } from '../test-support/server';
 import { createManualJob, createUser } from '../test-support/factories';

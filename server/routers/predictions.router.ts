@@ -8,8 +8,8 @@ import {
   listPredictionsInput,
   listPredictionsOutput,
   onNewInput,
-} from '../contract/predictions.schemas';
-import { jobIdInput } from '../contract/jobs.schemas';
+} from '#contract/predictions.schemas';
+import { jobIdInput } from '#contract/jobs.schemas';
 import { comparePredictions, createExportLink, listEpochs, listPredictions, openPredictionStream } from '../predictions/predictions.service';
 import { router, userProcedure } from '../trpc/init';
 

@@ -8,7 +8,7 @@ import { useTestServer, type TestServer } from '../test-support/server';
 import { podWrites } from '../test-support/pod-writes';
 import { createManualJob, createUser } from '../test-support/factories';
 import { until } from '../test-support/wait';
-import { LOG_BATCH_MAX, LOG_LINE_MAX, POD_ENV_ENTRIES_MAX, POD_ENV_NAME_MAX } from '../contract/pod.schemas';
+import { LOG_BATCH_MAX, LOG_LINE_MAX, POD_ENV_ENTRIES_MAX, POD_ENV_NAME_MAX } from '#contract/pod.schemas';
 import { listJobs } from '../../db/queries/jobs';
 
 const STREAM_CAP = 3;

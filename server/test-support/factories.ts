@@ -1,11 +1,11 @@
 // Small factories for test data. Users are created through the real service so their
 // password hashes and tokens are the real thing.
 import { randomBytes } from 'node:crypto';
-import type { AppDeps } from '../deps';
+import type { AppDeps } from '../app-deps';
 import { register } from '../auth/signup';
 import { uploadDataset } from '../datasets/datasets.service';
 import { deployJob } from '../jobs/jobs.service';
-import { jobConfig, type PredictionsConfig, type TrainingConfig } from '../contract/job-config';
+import { jobConfig, type PredictionsConfig, type TrainingConfig } from '#contract/job-config';
 
 export const TEST_PASSWORD = 'correct horse battery staple';
 

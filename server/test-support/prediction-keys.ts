@@ -3,7 +3,7 @@
 import { eq } from 'drizzle-orm';
 import type { Db } from '../../db/client';
 import { trainingPredictions } from '../../db/schema';
-import type { JobConfig } from '../contract/job-config';
+import type { JobConfig } from '#contract/job-config';
 import { expectedPredictionKeys, type PredictionKey } from '../../trainer/demo-model/schedule';
 
 export const predictionKey = (k: PredictionKey) => `${k.epoch}/${k.step}/${k.sampleIndex}/${k.trigger}`;

@@ -12,7 +12,7 @@
 import { decodeJwt } from 'jose';
 import type { CreateExpressContextOptions } from '@trpc/server/adapters/express';
 import type { Db } from '../../db/client';
-import type { AppDeps } from '../deps';
+import type { AppDeps } from '../app-deps';
 import { verifyJobToken, verifySessionToken, verifyStreamTicket, type JobTokenClaims, type TokenFailure } from '../auth/tokens';
 
 export type Credential =

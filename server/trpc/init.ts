@@ -4,7 +4,7 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
 import { AppError, databaseUnavailable, isDatabaseUnavailable } from '../errors';
-import { toStorableValue, type AlteredPath } from '../contract/text';
+import { toStorableValue, type AlteredPath } from '#contract/text';
 import { authorizePod } from '../pod/pod-auth';
 import { releaseWhenEnded } from '../live/live-hub';
 import { isUserAdmin } from '../../db/queries/users';

@@ -2,7 +2,7 @@
 // missing and runs in local mode), loads the job, hands the demo model's run (demo-model/run.ts)
 // a writer, metrics and heartbeats, and at the end flushes, reports and finishes the job. Exit
 // codes are listed in main.ts.
-import type { HeartbeatInput } from '../../server/contract/pod.schemas';
+import type { HeartbeatInput } from '#contract/pod.schemas';
 import { UsageError, type Cli } from '../cli';
 import { trainDemoModel } from '../demo-model/run';
 import type { TrainerState } from '../demo-model/trainer-loop';

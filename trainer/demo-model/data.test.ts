@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { splitSizes } from '../../server/contract/job-config';
+import { splitSizes } from '#contract/job-config';
 import { MAX_COMPLETION_TOKENS, MAX_PROMPT_TOKENS, encodeExample, promptWordWeights, splitDataset } from './data';
 import { readExampleRows } from './example-rows';
 import { EOS_ID, Tokenizer } from './tokenizer';

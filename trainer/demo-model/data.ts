@@ -1,7 +1,7 @@
 // Dataset rows → the train/eval split and tokenized examples. The split sizes come from the
 // shared contract (`splitSizes`), so the server's validation, the UI and the trainer agree on
 // how many rows are held out; which rows are held out comes from the job's seed.
-import { splitSizes } from '../../server/contract/job-config';
+import { splitSizes } from '#contract/job-config';
 import type { EncodedExample } from './model';
 import { shuffledIndices, streamRng } from './rng';
 import { EOS_ID, type Tokenizer } from './tokenizer';

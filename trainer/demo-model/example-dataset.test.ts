@@ -2,7 +2,7 @@
 // rows, short lowercase completions a tiny word-level model can learn.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseDatasetJsonl } from '../../server/datasets/parse-jsonl';
+import { parseDatasetJsonl } from '#contract/dataset-jsonl';
 import { EXAMPLE_DATASET_FILE, readExampleRows } from './example-rows';
 
 describe('example dataset', () => {

@@ -1,8 +1,8 @@
 // Scores for predictions against their ground truth. The per-row scores are the shared ones
-// (server/contract/scoring.ts), so the trainer, the compare view and the tests measure alike.
-import { exactMatch, tokenF1 } from '../../server/contract/scoring';
+// (contract/scoring.ts), so the trainer, the compare view and the tests measure alike.
+import { exactMatch, tokenF1 } from '#contract/scoring';
 
-export { exactMatch, normaliseTokens, tokenF1 } from '../../server/contract/scoring';
+export { exactMatch, normaliseTokens, tokenF1 } from '#contract/scoring';
 
 export interface PredictionScore {
   count: number;

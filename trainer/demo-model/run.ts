@@ -3,7 +3,7 @@
 // writer, heartbeats, the end of the run) is commands/train.ts; it sees the run only through
 // these hooks, which is the seam a real training script would take (the Python callback is
 // that for Hugging Face's Trainer).
-import type { PredictionRowInput } from '../../server/contract/pod.schemas';
+import type { PredictionRowInput } from '#contract/pod.schemas';
 import type { JobPlan } from '../pod/job-source';
 import type { ShippingLogger } from '../pod/logger';
 import { scorePredictions } from './metrics';

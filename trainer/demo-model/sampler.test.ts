@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { predictionsConfig } from '../../server/contract/job-config';
+import { predictionsConfig } from '#contract/job-config';
 import { choosePredictionSamples, generatePredictions, PredictionSampler } from './sampler';
 import type { TrainerState } from './trainer-loop';
 

@@ -1,8 +1,8 @@
 // Which held-out rows get predictions, and generating them. The rows are chosen once per job
 // from the seed, so every trigger fire predicts the same samples with the same sampleIndex and
 // epochs line up row by row for comparison.
-import type { PredictionsConfig } from '../../server/contract/job-config';
-import type { PredictionRowInput } from '../../server/contract/pod.schemas';
+import type { PredictionsConfig } from '#contract/job-config';
+import type { PredictionRowInput } from '#contract/pod.schemas';
 import type { PromptCompletion } from './data';
 import { shuffledIndices, streamRng } from './rng';
 import { epochOfStep, predictionTriggerAt, type TrainerEvent } from './schedule';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { predictionsConfig, trainingConfig, type PredictionsConfig, type TrainingConfig } from '../../server/contract/job-config';
+import { predictionsConfig, trainingConfig, type PredictionsConfig, type TrainingConfig } from '#contract/job-config';
 import { epochOfStep, expectedPredictionKeys, expectedPredictionPoints, predictionTriggerAt, shouldEvaluate } from './schedule';
 
 const training = (overrides: Partial<TrainingConfig> = {}) => trainingConfig.parse(overrides);

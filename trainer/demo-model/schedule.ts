@@ -6,8 +6,8 @@
 //     step end where global_step % stepInterval == 0.
 // `expectedPredictionPoints` computes the same schedule arithmetically, without running
 // anything, so tests elsewhere can assert that stored predictions match exactly.
-import { splitSizes, stepsPerEpoch, type JobConfig, type PredictionsConfig, type TrainingConfig } from '../../server/contract/job-config';
-import type { PredictionTrigger } from '../../server/contract/triggers';
+import { splitSizes, stepsPerEpoch, type JobConfig, type PredictionsConfig, type TrainingConfig } from '#contract/job-config';
+import type { PredictionTrigger } from '#contract/triggers';
 
 /** The lifecycle points at which a callback runs (onTrainEnd never triggers anything). */
 export type TrainerEvent = 'stepEnd' | 'evaluate' | 'epochEnd';

@@ -9,8 +9,8 @@ import {
   type JobConfig,
   type PredictionsConfig,
   type TrainingConfig,
-} from '../../server/contract/job-config';
-import type { PredictionRowInput } from '../../server/contract/pod.schemas';
+} from '#contract/job-config';
+import type { PredictionRowInput } from '#contract/pod.schemas';
 import { readExampleRows } from './example-rows';
 import { scoreByEpoch, scorePredictions } from './metrics';
 import { choosePredictionSamples, generatePredictions, PredictionSampler } from './sampler';

@@ -3,7 +3,7 @@
 // in HF's order: step-based evaluation runs right after on_step_end (so before on_epoch_end on
 // an epoch's last step), epoch-based evaluation right after on_epoch_end. The loop is async and hands the event loop back every few milliseconds, so the
 // pod's uploads and heartbeats keep flowing while it trains; it never waits on them.
-import { stepsPerEpoch as countStepsPerEpoch, type TrainingConfig } from '../../server/contract/job-config';
+import { stepsPerEpoch as countStepsPerEpoch, type TrainingConfig } from '#contract/job-config';
 import { encodeExample, encodePrompt, promptWordWeights, splitDataset, type DatasetSplit, type PromptCompletion } from './data';
 import { DEFAULT_MODEL_SIZE, NextWordModel, type EncodedExample, type ModelShape } from './model';
 import { DEFAULT_SGD, Sgd, type SgdOptions } from './optimizer';

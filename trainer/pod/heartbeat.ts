@@ -2,7 +2,7 @@
 // had (names → booleans), where training is, the writer's counters and how often the trigger
 // fired. The job page and diagnostics are built from these. One beat in flight at a time; a
 // failed beat is just late, never retried in a burst.
-import type { HeartbeatInput } from '../../server/contract/pod.schemas';
+import type { HeartbeatInput } from '#contract/pod.schemas';
 import { classifyPodError } from './api';
 import type { PodConnection, PodLogger } from './connection';
 

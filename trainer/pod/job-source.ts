@@ -4,8 +4,8 @@
 // train with a trigger that never fires than a deployed one.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { checkJobConfig, predictionsConfig, trainingConfig, type PredictionsConfig, type TrainingConfig } from '../../server/contract/job-config';
-import { parseDatasetJsonl } from '../../server/datasets/parse-jsonl';
+import { checkJobConfig, predictionsConfig, trainingConfig, type PredictionsConfig, type TrainingConfig } from '#contract/job-config';
+import { parseDatasetJsonl } from '#contract/dataset-jsonl';
 import { backoffDelay, classifyPodError, sleep } from './api';
 import type { PodConnection, PodLogger } from './connection';
 

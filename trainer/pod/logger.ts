@@ -1,7 +1,7 @@
 // The pod's log: every line goes to the console at once (info/debug on stdout, warn/error on
 // stderr, where the local launcher keeps the tail for the job's error) and into a bounded
 // buffer that ships to `pod.log`, so the job page shows it and nobody needs a shell on the pod.
-import { LOG_LINE_MAX, type LOG_LEVELS } from '../../server/contract/pod.schemas';
+import { LOG_LINE_MAX, type LOG_LEVELS } from '#contract/pod.schemas';
 import type { PodConnection, PodLogger } from './connection';
 import { BatchShipper } from './shipper';
 

@@ -6,7 +6,7 @@
 // ('NaN', 'Infinity', '-Infinity': JSON has no NaN), as the contract defines it. The server
 // validates rows one by one: a row it refuses is logged once with its reason and never resent,
 // and never fails the run.
-import { metricValueToWire, type MetricValue } from '../../server/contract/pod.schemas';
+import { metricValueToWire, type MetricValue } from '#contract/pod.schemas';
 import type { PodConnection, PodLogger } from './connection';
 import { Spool } from './spool';
 import { metricChannel, SpoolSender, type BatchAnswer } from './writer';

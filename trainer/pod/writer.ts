@@ -43,7 +43,7 @@ import {
   PREDICTION_BATCH_MAX,
   type MetricRowInput,
   type PredictionRowInput,
-} from '../../server/contract/pod.schemas';
+} from '#contract/pod.schemas';
 import { backoffDelay, classifyPodError, sleep, type PodApi, type PodCallFailure } from './api';
 import type { PodConnection, PodLogger } from './connection';
 import type { Spool, SpoolEntry, SpoolKind } from './spool';

@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from predictions_callback import PredictionsCallback  # noqa: E402
+from predictions_callback import TRIGGERS, PredictionsCallback  # noqa: E402
 
 
 def fake_generate(prompts: List[str]) -> List[str]:
@@ -128,7 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--eval-strategy", choices=["no", "epoch", "steps"], default="steps")
     parser.add_argument("--eval-steps", type=int, default=3)
     parser.add_argument("--eval-datasets", type=int, default=2)
-    parser.add_argument("--sample-frequency", choices=["eval", "epoch", "steps"], default="eval")
+    parser.add_argument("--sample-frequency", choices=list(TRIGGERS), default="eval")
     parser.add_argument("--step-interval", type=int, default=None)
     parser.add_argument("--samples", type=int, default=12)
     parser.add_argument("--sample-count", type=int, default=3)

@@ -1,12 +1,12 @@
-// The Python callback's contract block is generated from server/contract: this fails when the
+// The Python callback's contract block is generated from contract: this fails when the
 // committed block is stale (a limit, trigger, variable or reason changed on the server side).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { FIELD_LIMITS } from '../../server/contract/pod.schemas';
+import { FIELD_LIMITS } from '#contract/pod.schemas';
 import { CALLBACK_FILE, GENERATE_COMMAND, renderContractBlock, withContractBlock } from './gen_contract';
 
 describe('the generated pod contract of the Python callback', () => {
-  it('is up to date with server/contract', () => {
+  it('is up to date with contract', () => {
     const committed = readFileSync(CALLBACK_FILE, 'utf8');
     const fresh = withContractBlock(committed);
     expect(committed === fresh, `trainer/python/predictions_callback.py holds a stale contract block: run \`${GENERATE_COMMAND}\``).toBe(true);

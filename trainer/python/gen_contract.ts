@@ -1,5 +1,5 @@
 // Generates the pod contract block of the Python callback (trainer/python/predictions_callback.py)
-// from server/contract, so the callback never carries a hand-kept copy of a limit, a trigger, a
+// from contract, so the callback never carries a hand-kept copy of a limit, a trigger, a
 // variable name or an error reason. The block sits inside the callback's one file on purpose:
 // users copy that single file next to their training script.
 //
@@ -23,8 +23,8 @@ import {
   POD_ERROR_REASONS,
   PREDICTION_BATCH_MAX,
   STEP_NOT_GLOBAL,
-} from '../../server/contract/pod.schemas';
-import { PREDICTION_TRIGGERS } from '../../server/contract/triggers';
+} from '#contract/pod.schemas';
+import { PREDICTION_TRIGGERS } from '#contract/triggers';
 
 export const CALLBACK_FILE = path.join(import.meta.dirname, 'predictions_callback.py');
 export const GENERATE_COMMAND = 'npx tsx trainer/python/gen_contract.ts';
@@ -38,7 +38,7 @@ const tuple = (values: readonly string[]): string => `(${values.map(py).join(', 
 /** The generated block, first line to last, as it must appear in the callback. */
 export function renderContractBlock(): string {
   const lines = [
-    `${BEGIN} (${GENERATE_COMMAND} writes it from server/contract; do not edit by hand) ---`,
+    `${BEGIN} (${GENERATE_COMMAND} writes it from contract; do not edit by hand) ---`,
     `ENV_VARS = ${tuple(POD_ENV_VARS)}`,
     `TRIGGERS = ${tuple(PREDICTION_TRIGGERS)}`,
     `FIELD_LIMITS = {${Object.entries(FIELD_LIMITS).map(([name, limit]) => `${py(name)}: ${limit}`).join(', ')}}`,

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List,
 
 # --- The wire contract ---------------------------------------------------------------------------
 
-# --- BEGIN GENERATED CONTRACT (npx tsx trainer/python/gen_contract.ts writes it from server/contract; do not edit by hand) ---
+# --- BEGIN GENERATED CONTRACT (npx tsx trainer/python/gen_contract.ts writes it from contract; do not edit by hand) ---
 ENV_VARS = ("JOB_ID", "JOB_TOKEN", "API_URL")
 TRIGGERS = ("eval", "epoch", "steps")
 FIELD_LIMITS = {"prompt": 16000, "groundTruth": 16000, "prediction": 16000}

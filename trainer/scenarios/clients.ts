@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { JobConfigInput } from '../../server/contract/job-config';
+import type { JobConfigInput } from '#contract/job-config';
 import { createPodApi } from '../pod/api';
 import { PodConnection } from '../pod/connection';
 import { MetricsReporter } from '../pod/metrics';

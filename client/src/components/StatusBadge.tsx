@@ -1,5 +1,5 @@
 // A job's status as a coloured badge; live statuses pulse so a glance tells what is moving.
-import type { JobStatusName } from '../../../server/contract/statuses';
+import type { JobStatusName } from '#contract/statuses';
 import { isLive, STATUS_LABEL } from '../lib/format';
 
 export function StatusBadge({ status }: { status: JobStatusName }) {

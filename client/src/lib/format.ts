@@ -1,8 +1,8 @@
 // Words and numbers as the pages show them: statuses, triggers, ages and progress.
-import type { MetricValue, NonFiniteValue } from '../../../server/contract/pod.schemas';
-import { isLiveStatus, type JobStatusName } from '../../../server/contract/statuses';
-import { REPLACEMENT_CHARACTER } from '../../../server/contract/text';
-import type { PredictionTrigger } from '../../../server/contract/triggers';
+import type { MetricValue, NonFiniteValue } from '#contract/pod.schemas';
+import { isLiveStatus, type JobStatusName } from '#contract/statuses';
+import { REPLACEMENT_CHARACTER } from '#contract/text';
+import type { PredictionTrigger } from '#contract/triggers';
 
 /** A live job may still run and write (the contract's LIVE_JOB_STATUSES). */
 export function isLive(status: JobStatusName): boolean {

@@ -1,7 +1,7 @@
 // A word-level diff of a prediction against its ground truth (longest common subsequence),
 // so the compare view can show which words the model got, added or missed. Words are compared
 // as the scorer normalises them (case and punctuation do not count), but shown as written.
-import { normaliseTokens } from '../../../server/contract/scoring';
+import { normaliseTokens } from '#contract/scoring';
 
 export type DiffPart = { kind: 'same' | 'extra' | 'missing'; text: string };
 

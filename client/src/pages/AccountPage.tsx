@@ -3,7 +3,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { errorDetails, type RouterOutputs } from '../../api/client';
-import { PASSWORD_MIN } from '../../../server/contract/auth.schemas';
+import { PASSWORD_MIN } from '#contract/auth.schemas';
 import { Loading, QueryError } from '../components/QueryError';
 import { formatDateTime, plural, timeAgo } from '../lib/format';
 import { navigate } from '../lib/router';

@@ -5,7 +5,7 @@
 import { useMutation, useQuery } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { errorDetails } from '../../api/client';
-import type { SignupPolicyOutput } from '../../../server/contract/auth.schemas';
+import type { SignupPolicyOutput } from '#contract/auth.schemas';
 import { useTRPC } from '../lib/trpc';
 import { setToken, useSessionEndedMessage } from '../lib/session';
 import { Link, navigate, useLocation } from '../lib/router';

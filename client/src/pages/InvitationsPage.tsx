@@ -4,7 +4,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { errorDetails, type RouterOutputs } from '../../api/client';
-import { INVITATION_TTL_HOURS_DEFAULT, type InvitationStatus } from '../../../server/contract/admin.schemas';
+import { INVITATION_TTL_HOURS_DEFAULT, type InvitationStatus } from '#contract/admin.schemas';
 import { CopyButton } from '../components/CopyButton';
 import { Loading, QueryError } from '../components/QueryError';
 import { formatDateTime } from '../lib/format';

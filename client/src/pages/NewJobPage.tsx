@@ -4,7 +4,7 @@
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { errorDetails, type RouterInputs, type RouterOutputs } from '../../api/client';
-import type { EvalStrategy, SampleFrequency } from '../../../server/contract/job-config';
+import type { EvalStrategy, SampleFrequency } from '#contract/job-config';
 import { ChoiceGrid } from '../components/form/ChoiceGrid';
 import { Field, NumberField } from '../components/form/Field';
 import { ProblemList } from '../components/form/ProblemList';

@@ -6,7 +6,7 @@
 import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
 import { Fragment, useMemo } from 'react';
 import type { RouterOutputs } from '../../../api/client';
-import { COMPARE_EPOCHS_MAX, COMPARE_PAGE_DEFAULT } from '../../../../server/contract/predictions.schemas';
+import { COMPARE_EPOCHS_MAX, COMPARE_PAGE_DEFAULT } from '#contract/predictions.schemas';
 import { ExpandableText } from '../../components/ExpandableText';
 import { Loading, QueryError } from '../../components/QueryError';
 import { ALTERED_EXPLANATION, formatScore, isLive, plural } from '../../lib/format';

@@ -3,7 +3,7 @@
 // A NaN or infinite point is never drawn through: the line breaks there and a red marker on the
 // plot's edge (top for NaN and Infinity, bottom for -Infinity) says what and at which steps.
 import { useMemo } from 'react';
-import type { NonFiniteValue } from '../../../../server/contract/pod.schemas';
+import type { NonFiniteValue } from '#contract/pod.schemas';
 import type { RouterOutputs } from '../../../api/client';
 import { formatMetricValue, nonFiniteBreakdown, plural } from '../../lib/format';
 

@@ -1,6 +1,6 @@
 // The deploy form's model without a browser: what the form sends, and what it refuses itself.
 import { describe, expect, it } from 'vitest';
-import { jobConfig } from '../../../../server/contract/job-config';
+import { jobConfig } from '#contract/job-config';
 import { buildConfig, defaultName, INITIAL, launcherSettings, type FormState, type LauncherInfo } from './form-model';
 
 const form = (changes: Partial<FormState> = {}): FormState => ({ ...INITIAL, name: 'run', datasetId: '00000000-0000-4000-8000-000000000001', ...changes });

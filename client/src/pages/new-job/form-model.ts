@@ -8,7 +8,7 @@ import {
   type EvalStrategy,
   type LauncherName,
   type SampleFrequency,
-} from '../../../../server/contract/job-config';
+} from '#contract/job-config';
 
 /** A problem with the configuration, from the server's jobs.validateConfig or from buildConfig. */
 export type Problem = RouterOutputs['jobs']['validateConfig']['problems'][number];

@@ -1,13 +1,15 @@
 // The job configuration, one schema for server, SPA and trainer (zod only; no server imports),
 // and the rules that say when a configuration can never produce predictions.
 import { z } from 'zod';
+import { PREDICTION_TRIGGERS } from './triggers';
 
 export const LAUNCHERS = ['local', 'manual', 'kubernetes', 'runpod'] as const;
 export type LauncherName = (typeof LAUNCHERS)[number];
 
 export const EVAL_STRATEGIES = ['no', 'epoch', 'steps'] as const;
 export type EvalStrategy = (typeof EVAL_STRATEGIES)[number];
-export const SAMPLE_FREQUENCIES = ['eval', 'epoch', 'steps'] as const;
+/** When predictions are sampled: the trigger a row records is the frequency that sampled it. */
+export const SAMPLE_FREQUENCIES = PREDICTION_TRIGGERS;
 export type SampleFrequency = (typeof SAMPLE_FREQUENCIES)[number];
 
 /** A whole-number setting whose refusals name the setting and its bounds. */

@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import { jobConfig, LAUNCHERS } from './job-config';
 import { JOB_STATUSES_LIST } from './statuses';
-import { metricValueOutput } from './pod.schemas';
+import { PREDICTION_TRIGGERS } from './triggers';
+import { metricValueOutput, podReport } from './pod.schemas';
 
 export const jobIdInput = z.object({ jobId: z.uuid('jobId must be a UUID') });
 
@@ -48,7 +49,7 @@ export const jobSummary = z.object({
   datasetId: z.uuid().nullable(),
   datasetName: z.string().nullable(),
   predictionsEnabled: z.boolean(),
-  trigger: z.enum(['eval', 'epoch', 'steps']),
+  trigger: z.enum(PREDICTION_TRIGGERS),
   predictionCount: z.number().int(),
   progress,
   error: z.string().nullable(),
@@ -60,16 +61,7 @@ export const jobSummary = z.object({
 });
 export type JobSummary = z.infer<typeof jobSummary>;
 
-export const podReportOutput = z.object({
-  mode: z.enum(['cloud', 'local']),
-  env: z.record(z.string(), z.boolean()),
-  status: z.string().optional(),
-  epoch: z.number().optional(),
-  step: z.number().optional(),
-  totalSteps: z.number().optional(),
-  counters: z.object({ generated: z.number(), persisted: z.number(), spooled: z.number(), rejected: z.number() }),
-  triggerFires: z.number(),
-});
+export const podReportOutput = podReport;
 
 export const jobDetail = jobSummary.extend({ config: jobConfig, podReport: podReportOutput.nullable() });
 export type JobDetail = z.infer<typeof jobDetail>;

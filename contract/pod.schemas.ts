@@ -145,6 +145,22 @@ export const POD_ENV_NAME_MAX = 64;
 const POD_ENV_NAME = new RegExp(`^[\\x21-\\x7e]{1,${POD_ENV_NAME_MAX}}$`);
 const counter = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
+/**
+ * What the server keeps of a pod's last heartbeat (training_jobs.pod_report) and shows on the job
+ * page; diagnostics read it. Written by pod.heartbeat from a checked heartbeatInput.
+ */
+export const podReport = z.object({
+  mode: z.enum(['cloud', 'local']),
+  env: z.record(z.string(), z.boolean()),
+  status: z.string().optional(),
+  epoch: z.number().optional(),
+  step: z.number().optional(),
+  totalSteps: z.number().optional(),
+  counters: z.object({ generated: z.number(), persisted: z.number(), spooled: z.number(), rejected: z.number() }),
+  triggerFires: z.number(),
+});
+export type PodReport = z.infer<typeof podReport>;
+
 export const heartbeatInput = z.object({
   status: z.enum(['starting', 'running', 'finishing']).default('running'),
   mode: z.enum(['cloud', 'local']).default('cloud'),

@@ -1,9 +1,25 @@
 // Parses a JSON Lines dataset into prompt/completion rows, naming the first bad lines by number
-// so a user can fix the file instead of guessing.
-import { AppError } from '../errors';
-import { toStorableText } from '../contract/text';
-import { DATASET_FIELD_MAX, DATASET_MAX_ROWS, DATASET_MIN_ROWS } from '../contract/datasets.schemas';
-import type { DatasetRow } from '../../db/schema';
+// so a user can fix the file instead of guessing. Shared: the server parses uploads with it, the
+// trainer parses --dataset files, the database stores its rows.
+import { toStorableText } from './text';
+import { DATASET_FIELD_MAX, DATASET_MAX_ROWS, DATASET_MIN_ROWS } from './datasets.schemas';
+
+/** One training example as a dataset holds it. */
+export interface DatasetRow {
+  prompt: string;
+  completion: string;
+}
+
+/** Why a dataset cannot be used: `tooLarge` past DATASET_MAX_ROWS, otherwise a bad file; the message names lines and limits. */
+export class DatasetParseError extends Error {
+  constructor(
+    message: string,
+    readonly tooLarge = false,
+  ) {
+    super(message);
+    this.name = 'DatasetParseError';
+  }
+}
 
 /** Accepted key pairs, in order of preference. */
 const KEY_PAIRS = [
@@ -14,6 +30,7 @@ const KEY_PAIRS = [
 
 const MAX_REPORTED = 5;
 
+/** The rows of a JSON Lines dataset; throws DatasetParseError naming the first bad lines (at most five) or the row limits. */
 export function parseDatasetJsonl(text: string): DatasetRow[] {
   const rows: DatasetRow[] = [];
   const problems: string[] = [];
@@ -28,19 +45,15 @@ export function parseDatasetJsonl(text: string): DatasetRow[] {
       if (problems.length < MAX_REPORTED) problems.push(`line ${i + 1}: ${problem}`);
     }
     if (rows.length > DATASET_MAX_ROWS) {
-      throw new AppError('PAYLOAD_TOO_LARGE', `The dataset has more than ${DATASET_MAX_ROWS} rows; split it or sample it down`, {
-        field: 'jsonl',
-      });
+      throw new DatasetParseError(`The dataset has more than ${DATASET_MAX_ROWS} rows; split it or sample it down`, true);
     }
   }
   if (badLines > 0) {
     const more = badLines > problems.length ? ` (and ${badLines - problems.length} more bad lines)` : '';
-    throw new AppError('BAD_REQUEST', `${problems.join('; ')}${more}`, { field: 'jsonl' });
+    throw new DatasetParseError(`${problems.join('; ')}${more}`);
   }
   if (rows.length < DATASET_MIN_ROWS) {
-    throw new AppError('BAD_REQUEST', `A dataset needs at least ${DATASET_MIN_ROWS} rows; this one has ${rows.length}`, {
-      field: 'jsonl',
-    });
+    throw new DatasetParseError(`A dataset needs at least ${DATASET_MIN_ROWS} rows; this one has ${rows.length}`);
   }
   return rows;
 }
