@@ -113,7 +113,11 @@ export async function runListing(
       if (res.status !== 200) throw new Error(`predictions.list ${JSON.stringify(input)}: HTTP ${res.status} ${res.body.slice(0, 300)}`);
       return (JSON.parse(res.body) as ListResponse).result.data;
     };
-    /** The cursor that starts the page `page` (1-based) of `LIMIT` rows, found by walking the API with big pages. */
+    /**
+     * The cursor that starts the page `page` (1-based) of `LIMIT` rows, found by walking the API with
+     * big pages. The walk is also the keyset check at size (it moved here from the test suite): every
+     * row comes once, in (step, sampleIndex) order, or the bench stops.
+     */
     const cursorForPage = async (filters: Record<string, unknown>, page: number) => {
       let remaining = (page - 1) * LIMIT;
       let cursor: string | null = null;
@@ -121,8 +125,13 @@ export async function runListing(
       while (remaining > 0) {
         const take = Math.min(200, remaining);
         const data = await list({ jobId: big.jobId, ...filters, limit: take, ...(cursor ? { cursor } : {}) });
+        for (const item of data.items) {
+          if (last && !(last.step < item.step || (last.step === item.step && last.sampleIndex < item.sampleIndex))) {
+            throw new Error(`the page walk went back or repeated: (${last.step}, ${last.sampleIndex}) then (${item.step}, ${item.sampleIndex})`);
+          }
+          last = item;
+        }
         cursor = data.nextCursor;
-        last = data.items.at(-1);
         remaining -= data.items.length;
         if (!cursor) throw new Error(`the job has fewer than ${page} pages`);
       }

@@ -139,7 +139,7 @@ export async function seedListing(
     const buildStarted = performance.now();
     await createIndexes(client, trigram);
     options.log(`  trigram indexes built on ${options.total} rows in ${((performance.now() - buildStarted) / 1000).toFixed(1)} s`);
-    // Per-epoch totals for every seeded job in one statement (what rebuildEpochStats does per job).
+    // Per-epoch totals for every seeded job in one statement (what unsafeRebuildEpochStats does per job).
     await client.query(
       `insert into prediction_epoch_stats as s (job_id, user_id, epoch, trigger, count, min_step, max_step, last_write_at)
        select job_id, user_id, epoch, trigger, count(*), min(step), max(step), max(created_at)

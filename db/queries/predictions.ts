@@ -214,8 +214,8 @@ async function insertRound(
 // Any constant works; it keeps these locks apart from the migration lock and from other users of advisory locks.
 const PREDICTIONS_LOCK_CLASS = 727_274_102;
 
-/** Recomputes a job's per-epoch totals from its rows (after bulk loads that bypass insertPredictions). */
-export async function rebuildEpochStats(db: Db, params: { jobId: string }): Promise<void> {
+/** Recomputes a job's per-epoch totals from its rows, whoever owns it: for bulk loads that bypass insertPredictions (test and bench seeding only). */
+export async function unsafeRebuildEpochStats(db: Db, params: { jobId: string }): Promise<void> {
   await db.execute(sql`
     insert into ${predictionEpochStats} as s (job_id, user_id, epoch, trigger, count, min_step, max_step, last_write_at)
     select job_id, user_id, epoch, trigger, count(*), min(step), max(step), max(created_at)
@@ -400,11 +400,12 @@ export function predictionsAfterId(db: Db, params: { jobId: string; userId: stri
     .limit(params.limit);
 }
 
-export async function latestPredictionId(db: Db, params: { jobId: string }): Promise<number> {
+/** The id of the user's job's newest prediction (0 when it has none, or is not the user's): where a live stream starts. */
+export async function latestPredictionId(db: Db, params: { jobId: string; userId: string }): Promise<number> {
   const [row] = await db
     .select({ id: trainingPredictions.id })
     .from(trainingPredictions)
-    .where(eq(trainingPredictions.jobId, params.jobId))
+    .where(and(eq(trainingPredictions.jobId, params.jobId), eq(trainingPredictions.userId, params.userId)))
     .orderBy(desc(trainingPredictions.id))
     .limit(1);
   return row?.id ?? 0;

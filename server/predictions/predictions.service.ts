@@ -69,7 +69,7 @@ export async function listPredictions(deps: AppDeps, userId: string, input: List
   const [[rows, total], epochs, latestId] = await Promise.all([
     searched,
     predictionEpochs(db, { jobId: input.jobId, userId }),
-    latestPredictionId(db, { jobId: input.jobId }),
+    latestPredictionId(db, { jobId: input.jobId, userId }),
   ]);
   const page = rows.slice(0, input.limit);
   const last = page.at(-1);
@@ -304,7 +304,7 @@ async function* streamNewPredictions(
 ) {
   const db = deps.database.db;
   const resumeFrom = input.lastEventId ? Number(input.lastEventId) : NaN;
-  let lastId = Number.isSafeInteger(resumeFrom) && resumeFrom >= 0 ? resumeFrom : await latestPredictionId(db, { jobId: input.jobId });
+  let lastId = Number.isSafeInteger(resumeFrom) && resumeFrom >= 0 ? resumeFrom : await latestPredictionId(db, { jobId: input.jobId, userId });
   // Subscribed for the whole stream, so a batch stored while we read still wakes the next read.
   const waker = new Waker();
   const stop = deps.live.onPredictions(input.jobId, () => waker.wake());

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { useTestServer, type TestServer } from '../test-support/server';
 import { createManualJob, createUser } from '../test-support/factories';
 import { until } from '../test-support/wait';
-import { rebuildEpochStats } from '../../db/queries/predictions';
+import { unsafeRebuildEpochStats } from '../../db/queries/predictions';
 import { activeExports } from '../predictions/predictions.service';
 
 let server: TestServer;
@@ -26,7 +26,7 @@ async function largeJob() {
     insert into training_predictions (job_id, user_id, epoch, step, sample_index, trigger, prompt, ground_truth, prediction, altered)
     select ${jobId}::uuid, ${user.id}::uuid, 1, 10, i, 'eval', 'prompt ' || i, 'truth ' || i, repeat('x', ${TEXT_CHARS}), false
     from generate_series(0, ${ROWS - 1}) as i`);
-  await rebuildEpochStats(server.database.db, { jobId });
+  await unsafeRebuildEpochStats(server.database.db, { jobId });
   const { url } = await server.client(user.token).predictions.exportLink.mutate({ jobId, format: 'jsonl' });
   return `${server.url}${url}`;
 }

@@ -3,7 +3,7 @@
 // predictions per trigger fire, `firesPerEpoch` fires per epoch, steps increasing.
 import { sql } from 'drizzle-orm';
 import type { Db } from '../../db/client';
-import { rebuildEpochStats } from '../../db/queries/predictions';
+import { unsafeRebuildEpochStats } from '../../db/queries/predictions';
 
 export async function seedPredictions(
   db: Db,
@@ -23,5 +23,5 @@ export async function seedPredictions(
            'truth ' || (g % ${samples}),
            'guess ' || g
     from generate_series(0, ${params.count - 1}) as g`);
-  await rebuildEpochStats(db, { jobId: params.jobId });
+  await unsafeRebuildEpochStats(db, { jobId: params.jobId });
 }
