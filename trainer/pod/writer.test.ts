@@ -69,12 +69,16 @@ class FakePodServer {
     let body = Buffer.concat(chunks);
     const encoding = req.headers['content-encoding'];
     if (encoding === 'gzip') body = gunzipSync(body);
-    const input = (JSON.parse(body.toString('utf8')) as Record<string, { predictions: PredictionRowInput[] }>)['0'];
+    // tRPC's wire format, batched (`?batch=1`, inputs and answers by position) or one call per request (as pods send).
+    const batched = (req.url ?? '').includes('batch=1');
+    const parsed = JSON.parse(body.toString('utf8')) as unknown;
+    const input = (batched ? (parsed as Record<string, unknown>)['0'] : parsed) as { predictions?: PredictionRowInput[] } | undefined;
     const rows = input?.predictions ?? [];
+    const envelope = (answer: object) => JSON.stringify(batched ? [answer] : answer);
     this.received.push({ encoding, authorization: req.headers.authorization, rows: rows.length, at: Date.now() });
     const error = (httpStatus: number, code: string, message: string, reason: string | null = null, headers: Record<string, string> = {}) => {
       res.writeHead(httpStatus, { 'content-type': 'application/json', ...headers });
-      res.end(JSON.stringify([{ error: { message, code: -32000, data: { code, httpStatus, reason } } }]));
+      res.end(envelope({ error: { message, code: -32000, data: { code, httpStatus, reason } } }));
     };
     if (body.length > this.maxBodyBytes) {
       res.writeHead(413, { 'content-type': 'application/json' });
@@ -122,7 +126,7 @@ class FakePodServer {
           if ([row.prompt, row.groundTruth, row.prediction].some(hasUnstorableText)) answer.altered++;
         });
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify([{ result: { data: answer } }]));
+        res.end(envelope({ result: { data: answer } }));
       }
     }
   }
