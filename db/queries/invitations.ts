@@ -5,7 +5,8 @@
 import { and, desc, eq, gt, isNull, sql, TransactionRollbackError } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import type { Db } from '../client';
-import { invitations, users } from '../schema';
+import { invitations, users, type DatasetRow } from '../schema';
+import { insertDataset } from './datasets';
 import type { UserRecord } from './users';
 
 /** Why an invitation cannot be used: the caller turns these into words. */
@@ -145,7 +146,14 @@ export type CreateAccountResult =
  */
 export async function createAccount(
   db: Db,
-  params: { email: string; passwordHash: string; policy: 'open' | 'invite' | 'closed'; invitationHash: string | null },
+  params: {
+    email: string;
+    passwordHash: string;
+    policy: 'open' | 'invite' | 'closed';
+    invitationHash: string | null;
+    /** Datasets every new account starts with, stored in the same transaction (a crash leaves no account without them). */
+    startingDatasets?: Array<{ name: string; rows: DatasetRow[] }>;
+  },
 ): Promise<CreateAccountResult> {
   return db.transaction(async (tx): Promise<CreateAccountResult> => {
     await tx.execute(sql`select pg_advisory_xact_lock(${SIGNUP_LOCK_CLASS}, 0)`);
@@ -180,6 +188,7 @@ export async function createAccount(
     // Undo the consumed invitation with the rest: a taken email must not spend it.
     if (!user) return tx.rollback();
     if (invitationId) await tx.update(invitations).set({ usedBy: user.id }).where(eq(invitations.id, invitationId));
+    for (const dataset of params.startingDatasets ?? []) await insertDataset(tx, { userId: user.id, ...dataset });
     return { kind: 'created', user, isAdmin: first };
   }).catch((error: unknown) => {
     if (error instanceof TransactionRollbackError) return { kind: 'email_taken' } as const;

@@ -103,9 +103,9 @@ export async function revokeSession(db: Db, params: { userId: string; sessionId:
 
 /**
  * Revokes every live session of the user, except `exceptSessionId` when given (a password
- * change keeps the session that made it). Returns how many were revoked.
+ * change keeps the session that made it). Returns the ids of the sessions it revoked.
  */
-export async function revokeUserSessions(db: Db, params: { userId: string; exceptSessionId?: string }): Promise<number> {
+export async function revokeUserSessions(db: Db, params: { userId: string; exceptSessionId?: string }): Promise<string[]> {
   const rows = await db
     .update(sessions)
     .set({ revokedAt: sql`now()` })
@@ -117,5 +117,5 @@ export async function revokeUserSessions(db: Db, params: { userId: string; excep
       ),
     )
     .returning({ id: sessions.id });
-  return rows.length;
+  return rows.map((row) => row.id);
 }

@@ -84,12 +84,15 @@ export async function me(deps: AppDeps, userId: string): Promise<PublicUser> {
 /** auth.logout: revokes the session this request was made with; its token is refused from now on. */
 export async function logout(deps: AppDeps, scope: SessionScope): Promise<RevokedOutput> {
   const revoked = await revokeSessionRow(deps.database.db, scope);
+  if (revoked) await deps.live.sessionsEnded([scope.sessionId]);
   return { revokedSessions: revoked ? 1 : 0 };
 }
 
 /** auth.logoutEverywhere: revokes every session of the user, this one included. */
 export async function logoutEverywhere(deps: AppDeps, scope: SessionScope): Promise<RevokedOutput> {
-  return { revokedSessions: await revokeUserSessions(deps.database.db, { userId: scope.userId }) };
+  const ids = await revokeUserSessions(deps.database.db, { userId: scope.userId });
+  await deps.live.sessionsEnded(ids);
+  return { revokedSessions: ids.length };
 }
 
 /**
@@ -108,8 +111,14 @@ export async function changePassword(deps: AppDeps, scope: SessionScope, input: 
     throw new AppError('BAD_REQUEST', 'The current password is incorrect', { field: 'currentPassword' });
   }
   await deps.throttles.loginAccount.reset(user.email);
-  await updatePasswordHash(db, { userId: scope.userId, passwordHash: await hashPassword(input.newPassword) });
-  return { revokedSessions: await revokeUserSessions(db, { userId: scope.userId, exceptSessionId: scope.sessionId }) };
+  const passwordHash = await hashPassword(input.newPassword);
+  // One transaction: a crash between the two must not leave the new password with the old sessions live.
+  const ids = await db.transaction(async (tx) => {
+    await updatePasswordHash(tx, { userId: scope.userId, passwordHash });
+    return revokeUserSessions(tx, { userId: scope.userId, exceptSessionId: scope.sessionId });
+  });
+  await deps.live.sessionsEnded(ids);
+  return { revokedSessions: ids.length };
 }
 
 /** auth.sessions: the user's live sessions, newest first (at most SESSIONS_LIST_MAX), marking the current one. */
@@ -128,6 +137,7 @@ export async function listSessions(deps: AppDeps, scope: SessionScope): Promise<
 export async function revokeSession(deps: AppDeps, scope: SessionScope, sessionId: string): Promise<RevokedOutput> {
   const revoked = await revokeSessionRow(deps.database.db, { userId: scope.userId, sessionId });
   if (!revoked) throw new AppError('NOT_FOUND', 'Session not found', { field: 'sessionId' });
+  await deps.live.sessionsEnded([sessionId]);
   return { revokedSessions: 1 };
 }
 

@@ -10,7 +10,7 @@ import { createAccount, invitationRefusal, noAccountsYet, type InvitationRefusal
 import { hashPassword } from './passwords';
 import { me, startSession, type RequestClient } from './auth.service';
 import { hashInvitationSecret } from './invitations';
-import { addExampleDataset } from '../datasets/datasets.service';
+import { exampleDataset } from '../datasets/datasets.service';
 
 const REFUSED: Record<InvitationRefusal, string> = {
   unknown: 'This invitation is not valid; check that the link was copied whole, or ask the administrator for a new one',
@@ -50,7 +50,8 @@ export async function register(deps: AppDeps, input: RegisterInput, client?: Req
     if (why) throw refusal(why);
   }
   const passwordHash = await hashPassword(input.password);
-  const result = await createAccount(db, { email: input.email, passwordHash, policy, invitationHash });
+  // Every account starts with a dataset it can deploy at once, stored with it.
+  const result = await createAccount(db, { email: input.email, passwordHash, policy, invitationHash, startingDatasets: [exampleDataset()] });
   switch (result.kind) {
     case 'closed':
       throw CLOSED;
@@ -63,8 +64,6 @@ export async function register(deps: AppDeps, input: RegisterInput, client?: Req
     case 'created':
       break;
   }
-  // Every account starts with a dataset it can deploy at once.
-  await addExampleDataset(deps, result.user.id);
   return startSession(deps, result.user, client);
 }
 

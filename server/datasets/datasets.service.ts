@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { AppDeps } from '../app-deps';
 import type { DatasetSummary, UploadDatasetInput } from '#contract/datasets.schemas';
 import { insertDataset, listDatasets } from '../../db/queries/datasets';
-import { DatasetParseError, parseDatasetJsonl } from '#contract/dataset-jsonl';
+import { DatasetParseError, parseDatasetJsonl, type DatasetRow } from '#contract/dataset-jsonl';
 import { AppError } from '../errors';
 
 export const EXAMPLE_DATASET_NAME = 'Example: everyday facts';
@@ -34,9 +34,11 @@ export async function uploadDataset(deps: AppDeps, userId: string, input: Upload
   return toSummary(await insertDataset(deps.database.db, { userId, name: input.name, rows }));
 }
 
-export async function addExampleDataset(deps: AppDeps, userId: string): Promise<DatasetSummary> {
-  return toSummary(await insertDataset(deps.database.db, { userId, name: EXAMPLE_DATASET_NAME, rows: loadExample() }));
+/** The dataset every new account starts with, to be stored with the account (auth.register). */
+export function exampleDataset(): { name: string; rows: DatasetRow[] } {
+  return { name: EXAMPLE_DATASET_NAME, rows: loadExample() };
 }
+
 
 export async function listUserDatasets(deps: AppDeps, userId: string): Promise<DatasetSummary[]> {
   return (await listDatasets(deps.database.db, { userId })).map(toSummary);

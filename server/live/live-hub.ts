@@ -12,9 +12,12 @@ import { AppError } from '../errors';
 
 const PREDICTIONS_CHANNEL = 'predictions_stored';
 const JOBS_CHANNEL = 'jobs_changed';
+const SESSIONS_CHANNEL = 'sessions_ended';
+const SESSION_IDS_PER_NOTICE_MAX = 100;
 
 const predictionsPayload = z.object({ jobId: z.uuid(), userId: z.uuid(), maxId: z.number().int() });
 const jobPayload = z.object({ jobId: z.uuid(), userId: z.uuid() });
+const sessionsPayload = z.object({ sessionIds: z.array(z.uuid()).max(SESSION_IDS_PER_NOTICE_MAX) });
 
 export interface LiveHub {
   start(): Promise<void>;
@@ -44,7 +47,23 @@ export interface LiveHub {
   holdStream(userId: string): () => void;
   /** How many streams the user holds open on this instance (what the cap counts). */
   openStreams(userId: string): number;
+  /**
+   * Tells every instance that these sessions were revoked (sign-out, sign-out everywhere, a
+   * password change), so streams they opened end at once instead of at their next reconnect.
+   */
+  sessionsEnded(sessionIds: readonly string[]): Promise<void>;
+  /**
+   * Watches one session for a stream it opened: `ended` resolves when any instance says the
+   * session was revoked, or when `stillLive` (asked every SESSION_RECHECK_MS, in case a
+   * notification was lost) says it is gone. Call `dispose` when the stream ends.
+   */
+  watchSession(sessionId: string, stillLive: () => Promise<boolean>): { ended: Promise<void>; dispose(): void };
 }
+
+/** How often an open stream re-reads its session, as a backstop for a lost revocation notice (ms). */
+export const SESSION_RECHECK_MS = 60_000;
+/** Session ids per notification: a NOTIFY payload holds at most 8 000 bytes. */
+const SESSION_IDS_PER_NOTICE = SESSION_IDS_PER_NOTICE_MAX;
 
 export function createLiveHub(database: Database, options: { maxStreamsPerUser: number }): LiveHub {
   const emitter = new EventEmitter();
@@ -85,6 +104,10 @@ export function createLiveHub(database: Database, options: { maxStreamsPerUser: 
           const message = parse(jobPayload, payload);
           if (message) emitter.emit(`jobs:${message.userId}`, message.jobId);
         }),
+        await database.listen(SESSIONS_CHANNEL, (payload) => {
+          const message = parse(sessionsPayload, payload);
+          for (const id of message?.sessionIds ?? []) emitter.emit(`session:${id}`);
+        }),
       );
     },
     async close() {
@@ -101,6 +124,39 @@ export function createLiveHub(database: Database, options: { maxStreamsPerUser: 
     onJobChange(userId, listener) {
       emitter.on(`jobs:${userId}`, listener);
       return () => emitter.off(`jobs:${userId}`, listener);
+    },
+    async sessionsEnded(sessionIds) {
+      for (let i = 0; i < sessionIds.length; i += SESSION_IDS_PER_NOTICE) {
+        const chunk = sessionIds.slice(i, i + SESSION_IDS_PER_NOTICE);
+        // This instance's own streams end even if the notification is lost on the way back.
+        for (const id of chunk) emitter.emit(`session:${id}`);
+        await notify(SESSIONS_CHANNEL, { sessionIds: chunk });
+      }
+    },
+    watchSession(sessionId, stillLive) {
+      let resolveEnded: () => void = () => undefined;
+      const ended = new Promise<void>((resolve) => {
+        resolveEnded = resolve;
+      });
+      const onEnded = () => resolveEnded();
+      emitter.once(`session:${sessionId}`, onEnded);
+      const timer = setInterval(() => {
+        stillLive().then(
+          (live) => {
+            if (!live) resolveEnded();
+          },
+          // An unreachable database says nothing about the session; the next check will.
+          () => undefined,
+        );
+      }, SESSION_RECHECK_MS);
+      timer.unref();
+      return {
+        ended,
+        dispose() {
+          clearInterval(timer);
+          emitter.off(`session:${sessionId}`, onEnded);
+        },
+      };
     },
     holdStream(userId) {
       const open = streamsByUser.get(userId) ?? 0;

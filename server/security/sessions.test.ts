@@ -331,3 +331,44 @@ describe('stream tickets', () => {
     }
   });
 });
+
+describe('open live streams end with their session', () => {
+  const endings: Array<[string, (token: string, userId: string, otherToken: string) => Promise<unknown>]> = [
+    ['auth.logout', (token) => mutate('auth.logout', token)],
+    ['auth.logoutEverywhere from another session', (_token, _userId, otherToken) => mutate('auth.logoutEverywhere', otherToken)],
+    ['auth.changePassword from another session', (_token, _userId, otherToken) => mutate('auth.changePassword', otherToken, { currentPassword: TEST_PASSWORD, newPassword: NEW_PASSWORD })],
+  ];
+  for (const [ending, end] of endings) {
+    it(`${ending} ends a stream the session had open, and nothing written afterwards reaches it`, async () => {
+      const user = await createUser(server.deps);
+      const token = await signIn(user.email);
+      const otherToken = await signIn(user.email);
+      const { jobId, token: podToken } = await createManualJob(server.deps, user.id);
+      const api = createApiClient({ url: server.url, token, EventSource });
+      const seen: string[] = [];
+      const errors: unknown[] = [];
+      let started = false;
+      const sub = api.predictions.onNew.subscribe(
+        { jobId },
+        { onStarted: () => (started = true), onData: (event) => seen.push(event.data.prompt), onError: (error) => errors.push(error) },
+      );
+      const row = (prompt: string, step: number) => ({ epoch: 1, step, sampleIndex: 0, trigger: 'eval' as const, prompt, groundTruth: 'g', prediction: 'p' });
+      try {
+        await until(() => started, Boolean, 'the stream to open');
+        await server.client(podToken).pod.writePredictions.mutate({ predictions: [row('before', 1)] });
+        await until(() => seen, (list) => list.includes('before'), 'the row written before');
+        expect(await end(token, user.id, otherToken)).toMatchObject({ status: 200 });
+        await until(() => errors.length, (n) => n > 0, 'the stream to end with the session');
+        expect((errors[0] as Error).message).toBe('Your session has ended; sign in again');
+        await server.client(podToken).pod.writePredictions.mutate({ predictions: [row('after', 2)] });
+        // The owner's other live session (or a fresh one) sees the new row: had the ended stream still been open, it would have too.
+        const witness = ending === 'auth.logout' ? otherToken : await signIn(user.email, ending.startsWith('auth.changePassword') ? NEW_PASSWORD : TEST_PASSWORD);
+        const rows = await server.client(witness).predictions.list.query({ jobId, limit: 10 });
+        expect(rows.items.map((item) => item.prompt).sort()).toEqual(['after', 'before']);
+        expect(seen).toEqual(['before']);
+      } finally {
+        sub.unsubscribe();
+      }
+    });
+  }
+});

@@ -151,8 +151,38 @@ export const userProcedure = publicProcedure.use(async ({ ctx, next }) => {
     release();
     return result;
   }
-  return { ...result, data: releaseWhenEnded(result.data, release, signal) };
+  // The stream ends the moment its session does (sign-out, sign-out everywhere, a password
+  // change, on any instance): an open stream must not outlive the credential that opened it.
+  const scope = { userId: ctx.userId, sessionId: ctx.sessionId };
+  const watch = ctx.deps.live.watchSession(scope.sessionId, async () => (await findLiveSession(ctx.db, scope)) !== undefined);
+  const endsWithSession = endWhenSessionEnds(result.data, watch);
+  return { ...result, data: releaseWhenEnded(endsWithSession, release, signal) };
 });
+
+/**
+ * Passes a stream's events through until `watch.ended` resolves, then stops it and fails with
+ * UNAUTHORIZED (the client signs out); nothing the stream would have sent after that is sent.
+ */
+async function* endWhenSessionEnds<T>(stream: AsyncIterable<T>, watch: { ended: Promise<void>; dispose(): void }): AsyncGenerator<T> {
+  const iterator = stream[Symbol.asyncIterator]();
+  let ended = false;
+  const endedSignal = watch.ended.then(() => {
+    ended = true;
+    return 'ended' as const;
+  });
+  try {
+    for (;;) {
+      const step = await Promise.race([iterator.next(), endedSignal]);
+      if (step === 'ended' || ended) throw new TRPCError({ code: 'UNAUTHORIZED', message: SESSION_ENDED_MESSAGE });
+      if (step.done) return;
+      yield step.value;
+    }
+  } finally {
+    watch.dispose();
+    // Not awaited: a generator's return waits for its pending next, which may wait for data forever.
+    iterator.return?.()?.catch(() => undefined);
+  }
+}
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
   return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
