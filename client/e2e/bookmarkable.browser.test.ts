@@ -6,7 +6,7 @@ import type { Browser, Page } from 'playwright-core';
 import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
 import { createManualJob, createUser } from '../../server/test-support/factories';
 import type { TestServer } from '../../server/test-support/server';
-import { DESKTOP } from './support';
+import { DESKTOP, signIn } from './support';
 
 const FRUIT = ['apple', 'banana', 'cherry'];
 
@@ -20,11 +20,7 @@ describeBrowser('views you can bookmark', () => {
 
   async function signedIn(email: string, password: string): Promise<Page> {
     const page = await browser.newPage({ viewport: DESKTOP });
-    await page.goto(`${server.url}/`);
-    await page.getByLabel('Email').fill(email);
-    await page.getByLabel('Password').fill(password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByTestId('user-email').waitFor();
+    await signIn(page, server.url, email, password);
     return page;
   }
 

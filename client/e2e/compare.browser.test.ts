@@ -7,7 +7,7 @@ import { COMPARE_PAGE_DEFAULT } from '#contract/predictions.schemas';
 import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
 import { createManualJob, createUser } from '../../server/test-support/factories';
 import type { TestServer } from '../../server/test-support/server';
-import { DESKTOP } from './support';
+import { DESKTOP, signIn } from './support';
 
 // More than one page, and epochs of different sizes: epoch 2 misses the last 10 samples.
 const SAMPLES = COMPARE_PAGE_DEFAULT + 30;
@@ -40,11 +40,7 @@ describeBrowser('comparing epochs of a job with more samples than one page', () 
     await pod.writePredictions.mutate({ predictions: rows(2, 20, EPOCH_2_SAMPLES) });
 
     const page = await browser.newPage({ viewport: DESKTOP });
-    await page.goto(`${server.url}/`);
-    await page.getByLabel('Email').fill(user.email);
-    await page.getByLabel('Password').fill(user.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByTestId('user-email').waitFor();
+    await signIn(page, server.url, user.email, user.password);
     await page.goto(`${server.url}/jobs/${jobId}/compare`);
 
     const shown = page.getByTestId('compare-shown');

@@ -7,9 +7,9 @@ import type { Browser, Locator, Page } from 'playwright-core';
 import { FIELD_LIMITS } from '#contract/pod.schemas';
 import { hasUnstorableText, REPLACEMENT_CHARACTER } from '#contract/text';
 import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
-import { createManualJob, createUser, TEST_PASSWORD } from '../../server/test-support/factories';
+import { createManualJob, createUser } from '../../server/test-support/factories';
 import type { TestServer } from '../../server/test-support/server';
-import { DESKTOP, PHONE } from './support';
+import { DESKTOP, PHONE, signIn } from './support';
 
 const ENV = { JOB_ID: true, JOB_TOKEN: true, API_URL: true };
 const GRIN = '\u{1F600}';
@@ -88,11 +88,7 @@ describeBrowser('hostile text and odd metrics in the browser', () => {
 
     const context = await browser.newContext({ viewport: DESKTOP });
     const page = await context.newPage();
-    await page.goto(`${server.url}/signin`);
-    await page.getByLabel('Email').fill(user.email);
-    await page.getByLabel('Password').fill(TEST_PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByTestId('user-email').filter({ hasText: user.email }).waitFor();
+    await signIn(page, server.url, user.email);
     await page.goto(`${server.url}/jobs/${jobId}`);
     await page.getByTestId('prediction-row').nth(4).waitFor();
     await page.getByTestId('live-indicator').waitFor();

@@ -6,7 +6,7 @@ import type { Browser, Page } from 'playwright-core';
 import { describeBrowser, screenshot, useBrowserApp } from '../../server/test-support/browser';
 import type { TestServer } from '../../server/test-support/server';
 import { createUser, TEST_PASSWORD } from '../../server/test-support/factories';
-import { DESKTOP } from './support';
+import { DESKTOP, signIn } from './support';
 
 describeBrowser('sessions in the browser', () => {
   let server: TestServer;
@@ -19,21 +19,17 @@ describeBrowser('sessions in the browser', () => {
     { SIGNUP: 'open' },
   );
 
-  async function signIn(email: string): Promise<Page> {
+  async function signedInBrowser(email: string): Promise<Page> {
     const context = await browser.newContext({ viewport: DESKTOP });
     const page = await context.newPage();
-    await page.goto(`${server.url}/signin`);
-    await page.getByLabel('Email').fill(email);
-    await page.getByLabel('Password').fill(TEST_PASSWORD);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByTestId('user-email').filter({ hasText: email }).waitFor();
+    await signIn(page, server.url, email);
     return page;
   }
 
   it('"Sign out everywhere" in one browser sends the other to sign-in on its next request', async () => {
     const user = await createUser(server.deps);
-    const first = await signIn(user.email);
-    const second = await signIn(user.email);
+    const first = await signedInBrowser(user.email);
+    const second = await signedInBrowser(user.email);
     try {
       // The account page: the sessions of this user (sign-up, and the two browsers), this one marked.
       await first.getByTestId('user-email').click();
@@ -91,7 +87,7 @@ describeBrowser('sessions in the browser', () => {
 
   it('"Sign out" revokes the session on the server, not only in this browser', async () => {
     const user = await createUser(server.deps);
-    const page = await signIn(user.email);
+    const page = await signedInBrowser(user.email);
     try {
       const token = await page.evaluate(() => localStorage.getItem('predictions.session'));
       expect((await server.raw('auth.me', { token: token ?? '' })).status).toBe(200);

@@ -16,6 +16,15 @@ export async function signUp(page: Page, baseUrl: string, prefix: string): Promi
   return email;
 }
 
+/** Signs an existing account in through the sign-in form and waits for the signed-in shell. */
+export async function signIn(page: Page, baseUrl: string, email: string, password: string = TEST_PASSWORD): Promise<void> {
+  await page.goto(`${baseUrl}/signin`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('user-email').filter({ hasText: email }).waitFor();
+}
+
 /** Opens the deploy form and waits until the example dataset is chosen and the defaults checked. */
 export async function openNewJobForm(page: Page): Promise<void> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'New job' }).click();

@@ -47,9 +47,9 @@ export async function insertSession(
 export async function findLiveSession(
   db: Db,
   params: { userId: string; sessionId: string },
-): Promise<{ id: string; lastUsedAt: Date } | undefined> {
+): Promise<{ id: string; lastUsedAt: Date; isAdmin: boolean } | undefined> {
   const rows = await db
-    .select({ id: sessions.id, lastUsedAt: sessions.lastUsedAt })
+    .select({ id: sessions.id, lastUsedAt: sessions.lastUsedAt, isAdmin: users.isAdmin })
     .from(sessions)
     .innerJoin(users, eq(users.id, sessions.userId))
     .where(

@@ -1,5 +1,6 @@
 // Queries on users. Users own themselves: lookups are by id (from a verified session) or by
-// email (sign-in); the password hash leaves this module only through findUserForLogin.
+// email (sign-in); the password hash leaves this module only to be checked (findUserForLogin,
+// getPasswordHash for a password change).
 import { eq, sql } from 'drizzle-orm';
 import type { Db } from '../client';
 import { users } from '../schema';
@@ -7,16 +8,6 @@ import { users } from '../schema';
 const publicColumns = { id: users.id, email: users.email, createdAt: users.createdAt };
 
 export type UserRecord = { id: string; email: string; createdAt: Date };
-
-/** Inserts a user; returns undefined when the email (case-insensitively) is taken. */
-export async function insertUser(db: Db, params: { email: string; passwordHash: string }): Promise<UserRecord | undefined> {
-  const rows = await db
-    .insert(users)
-    .values({ email: params.email, passwordHash: params.passwordHash })
-    .onConflictDoNothing()
-    .returning(publicColumns);
-  return rows[0];
-}
 
 export async function findUserForLogin(db: Db, params: { email: string }) {
   const rows = await db
@@ -27,15 +18,10 @@ export async function findUserForLogin(db: Db, params: { email: string }) {
   return rows[0];
 }
 
-export async function getUser(db: Db, params: { userId: string }): Promise<UserRecord | undefined> {
-  const rows = await db.select(publicColumns).from(users).where(eq(users.id, params.userId)).limit(1);
+/** The user, and whether they administer this server; undefined for a user who does not exist. */
+export async function getUser(db: Db, params: { userId: string }): Promise<(UserRecord & { isAdmin: boolean }) | undefined> {
+  const rows = await db.select({ ...publicColumns, isAdmin: users.isAdmin }).from(users).where(eq(users.id, params.userId)).limit(1);
   return rows[0];
-}
-
-/** Whether the user administers this server (false for a user who does not exist). */
-export async function isUserAdmin(db: Db, params: { userId: string }): Promise<boolean> {
-  const rows = await db.select({ isAdmin: users.isAdmin }).from(users).where(eq(users.id, params.userId)).limit(1);
-  return rows[0]?.isAdmin ?? false;
 }
 
 /** The user's password hash, for a password change that must prove the current one (undefined: no such user). */

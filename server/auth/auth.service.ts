@@ -6,6 +6,7 @@
 import { AppError } from '../errors';
 import type { AppDeps } from '../app-deps';
 import type {
+  MeOutput,
   ChangePasswordInput,
   CredentialsInput,
   PublicUser,
@@ -74,11 +75,12 @@ export async function login(deps: AppDeps, input: CredentialsInput, client: Requ
   return startSession(deps, { id: found.id, email: found.email, createdAt: found.createdAt }, client);
 }
 
-export async function me(deps: AppDeps, userId: string): Promise<PublicUser> {
+/** auth.me: the signed-in user, and whether they administer this server. */
+export async function me(deps: AppDeps, userId: string): Promise<MeOutput> {
   const user = await getUser(deps.database.db, { userId });
   // A valid token for a user who no longer exists is a dead session, not a missing resource.
   if (!user) throw new AppError('UNAUTHORIZED', 'Your account no longer exists; sign in again');
-  return toPublicUser(user);
+  return { ...toPublicUser(user), isAdmin: user.isAdmin };
 }
 
 /** auth.logout: revokes the session this request was made with; its token is refused from now on. */

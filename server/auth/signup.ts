@@ -4,11 +4,10 @@
 // becomes its administrator, so the README's quick start works under every policy.
 import { AppError } from '../errors';
 import type { AppDeps } from '../app-deps';
-import type { MeOutput, RegisterInput, SessionOutput, SignupPolicyOutput } from '#contract/auth.schemas';
-import { isUserAdmin } from '../../db/queries/users';
+import type { RegisterInput, SessionOutput, SignupPolicyOutput } from '#contract/auth.schemas';
 import { createAccount, invitationRefusal, noAccountsYet, type InvitationRefusal } from '../../db/queries/invitations';
 import { hashPassword } from './passwords';
-import { me, startSession, type RequestClient } from './auth.service';
+import { startSession, type RequestClient } from './auth.service';
 import { hashInvitationSecret } from './invitations';
 import { exampleDataset } from '../datasets/datasets.service';
 
@@ -70,10 +69,4 @@ export async function register(deps: AppDeps, input: RegisterInput, client?: Req
 /** What the sign-in page needs to show the right form: the policy, and whether the next account is the first. */
 export async function signupPolicy(deps: AppDeps): Promise<SignupPolicyOutput> {
   return { signup: deps.config.signup, firstAccount: await noAccountsYet(deps.database.db) };
-}
-
-/** auth.me: the signed-in user, and whether they administer this server. */
-export async function meWithRole(deps: AppDeps, userId: string): Promise<MeOutput> {
-  const user = await me(deps, userId);
-  return { ...user, isAdmin: await isUserAdmin(deps.database.db, { userId }) };
 }

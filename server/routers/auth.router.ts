@@ -9,8 +9,8 @@ import {
   streamTicketInput,
   streamTicketOutput,
 } from '#contract/auth.schemas';
-import { changePassword, listSessions, login, logout, logoutEverywhere, revokeSession, streamTicket } from '../auth/auth.service';
-import { meWithRole, register, signupPolicy } from '../auth/signup';
+import { changePassword, listSessions, login, logout, logoutEverywhere, me, revokeSession, streamTicket } from '../auth/auth.service';
+import { register, signupPolicy } from '../auth/signup';
 import { publicProcedure, router, userProcedure } from '../trpc/init';
 
 export const authRouter = router({
@@ -22,7 +22,7 @@ export const authRouter = router({
     .input(credentialsInput)
     .output(sessionOutput)
     .mutation(({ ctx, input }) => login(ctx.deps, input, { ip: ctx.clientIp, userAgent: ctx.userAgent })),
-  me: userProcedure.output(meOutput).query(({ ctx }) => meWithRole(ctx.deps, ctx.userId)),
+  me: userProcedure.output(meOutput).query(({ ctx }) => me(ctx.deps, ctx.userId)),
   signupPolicy: publicProcedure.output(signupPolicyOutput).query(({ ctx }) => signupPolicy(ctx.deps)),
   logout: userProcedure.output(revokedOutput).mutation(({ ctx }) => logout(ctx.deps, ctx)),
   logoutEverywhere: userProcedure.output(revokedOutput).mutation(({ ctx }) => logoutEverywhere(ctx.deps, ctx)),

@@ -333,10 +333,10 @@ describe('stream tickets', () => {
 });
 
 describe('open live streams end with their session', () => {
-  const endings: Array<[string, (token: string, userId: string, otherToken: string) => Promise<unknown>]> = [
+  const endings: Array<[string, (token: string, otherToken: string) => Promise<unknown>]> = [
     ['auth.logout', (token) => mutate('auth.logout', token)],
-    ['auth.logoutEverywhere from another session', (_token, _userId, otherToken) => mutate('auth.logoutEverywhere', otherToken)],
-    ['auth.changePassword from another session', (_token, _userId, otherToken) => mutate('auth.changePassword', otherToken, { currentPassword: TEST_PASSWORD, newPassword: NEW_PASSWORD })],
+    ['auth.logoutEverywhere from another session', (_token, otherToken) => mutate('auth.logoutEverywhere', otherToken)],
+    ['auth.changePassword from another session', (_token, otherToken) => mutate('auth.changePassword', otherToken, { currentPassword: TEST_PASSWORD, newPassword: NEW_PASSWORD })],
   ];
   for (const [ending, end] of endings) {
     it(`${ending} ends a stream the session had open, and nothing written afterwards reaches it`, async () => {
@@ -357,7 +357,7 @@ describe('open live streams end with their session', () => {
         await until(() => started, Boolean, 'the stream to open');
         await server.client(podToken).pod.writePredictions.mutate({ predictions: [row('before', 1)] });
         await until(() => seen, (list) => list.includes('before'), 'the row written before');
-        expect(await end(token, user.id, otherToken)).toMatchObject({ status: 200 });
+        expect(await end(token, otherToken)).toMatchObject({ status: 200 });
         await until(() => errors.length, (n) => n > 0, 'the stream to end with the session');
         expect((errors[0] as Error).message).toBe('Your session has ended; sign in again');
         await server.client(podToken).pod.writePredictions.mutate({ predictions: [row('after', 2)] });

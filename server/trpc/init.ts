@@ -7,7 +7,6 @@ import { AppError, databaseUnavailable, isDatabaseUnavailable } from '../errors'
 import { toStorableValue, type AlteredPath } from '#contract/text';
 import { authorizePod } from '../pod/pod-auth';
 import { releaseWhenEnded } from '../live/live-hub';
-import { isUserAdmin } from '../../db/queries/users';
 import { findLiveSession, touchSession } from '../../db/queries/sessions';
 import type { Context } from './context';
 
@@ -132,7 +131,7 @@ export const userProcedure = publicProcedure.use(async ({ ctx, next }) => {
     if (Date.now() - session.lastUsedAt.getTime() > SESSION_TOUCH_INTERVAL_SECONDS * 1000) {
       await touchSession(ctx.db, { ...scope, intervalSeconds: SESSION_TOUCH_INTERVAL_SECONDS });
     }
-    return next({ ctx: { ...ctx, ...scope } });
+    return next({ ctx: { ...ctx, ...scope, isAdmin: session.isAdmin } });
   }
   if (credential.kind === 'pod' || (credential.kind === 'rejected' && credential.audience === 'pod')) {
     throw new TRPCError({ code: 'FORBIDDEN', message: 'A job token cannot be used here; sign in as a user' });
@@ -189,11 +188,11 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
 }
 
 /**
- * Administrators of this server only (users.is_admin, read from the database on every call, so
+ * Administrators of this server only (users.is_admin, read with the session on every call, so
  * taking the flag away takes effect at once). Anyone else signed in gets FORBIDDEN.
  */
 export const adminProcedure = userProcedure.use(async ({ ctx, next }) => {
-  if (!(await isUserAdmin(ctx.deps.database.db, { userId: ctx.userId }))) {
+  if (!ctx.isAdmin) {
     throw new TRPCError({ code: 'FORBIDDEN', message: 'Only an administrator of this server may do this' });
   }
   return next();

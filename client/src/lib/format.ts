@@ -4,10 +4,8 @@ import { isLiveStatus, type JobStatusName } from '#contract/statuses';
 import { REPLACEMENT_CHARACTER } from '#contract/text';
 import type { PredictionTrigger } from '#contract/triggers';
 
-/** A live job may still run and write (the contract's LIVE_JOB_STATUSES). */
-export function isLive(status: JobStatusName): boolean {
-  return isLiveStatus(status);
-}
+/** A live job may still run and write (the contract's LIVE_JOB_STATUSES); the pages' short name for it. */
+export const isLive = isLiveStatus;
 
 export const STATUS_LABEL: Record<JobStatusName, string> = {
   pending: 'Pending',
